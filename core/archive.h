@@ -100,6 +100,9 @@ int dsd_archive_writer_finish(dsd_archive_writer_t *w, const json_t *extra,
 void dsd_archive_writer_abort(dsd_archive_writer_t *w);
 /* The first error of the writer (sticky), or NULL. */
 const dsd_err_t *dsd_archive_writer_error(const dsd_archive_writer_t *w);
+/* Compressed bytes handed to the sink so far; thread-safe, lock-free (for
+ * progress reports while other threads write). */
+uint64_t dsd_archive_writer_compressed_bytes(const dsd_archive_writer_t *w);
 
 /* Opens a reader over src (borrowed); detects the compression. Reads and
  * parses manifest.json, which *manifest then borrows from the reader. */
@@ -114,6 +117,9 @@ int dsd_archive_reader_next(dsd_archive_reader_t *r, const char **name,
 /* Reads from the current entry: bytes (> 0), 0 at its end, or < 0. */
 long dsd_archive_reader_read(dsd_archive_reader_t *r, void *buf, size_t len);
 const json_t *dsd_archive_reader_summary(const dsd_archive_reader_t *r);
+/* The first error of the reader (what made next() or read() fail), or NULL
+ * when there was none. Borrowed from r. */
+const dsd_err_t *dsd_archive_reader_error(const dsd_archive_reader_t *r);
 void dsd_archive_reader_free(dsd_archive_reader_t *r);
 
 /* Splits a chunk entry name "a/b/000007" into stream "a/b" (written to
