@@ -1,0 +1,247 @@
+"""A throwaway PostgreSQL 15 cluster for integration tests and benchmarks.
+
+start_postgres() runs initdb into a temporary directory and starts the
+server on 127.0.0.1 on a free port, with its unix socket in that directory
+(never the system's /var/run/postgresql), scram-sha-256 password auth for
+every connection, and fsync off because the data is thrown away. The
+superuser gets a random password. The server is stopped and the directory
+removed when the test process ends.
+
+PostgreSQL refuses to run as root: when the tests run as root, the server
+runs as the `postgres` system user (or `nobody` when there is none) and the
+directory is chowned to it. Clients (psql, pg_dump, dsd) run as the caller.
+
+    from pg import start_postgres
+    pg = start_postgres()
+    pg["createdb"]("src")
+    pg["psql"]("src", "CREATE TABLE t (a int)")
+    uri = pg["uri"]("src")        # postgresql://postgres:PW@127.0.0.1:PORT/src
+"""
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import common
+
+SKIP = common.SKIP
+
+
+def find_bindir():
+    """The PostgreSQL 15 bin directory, or None when it is not installed."""
+    for d in (os.environ.get("DSD_PG_BINDIR"), "/usr/lib/postgresql/15/bin"):
+        if d and os.path.exists(os.path.join(d, "initdb")):
+            return d
+    return None
+
+
+def _server_user():
+    if not common.is_root():
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and no postgres or nobody user to run the server as")
+
+
+def _chown_tree(path, uid, gid):
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), uid, gid)
+
+
+def start_postgres(user="postgres", extra_conf=None, quiet=True):
+    """Starts a cluster; returns a dict:
+      host, port, user, password, bindir, datadir, sockdir,
+      uri(db, user=None, password=None)  connection URI (secret: has the password)
+      env(user=None, password=None)      environment for libpq clients
+      psql(db, sql, user=None, password=None, check=True) -> stdout (-At output)
+      createdb(name, owner=None)
+      create_role(name, password, superuser=False)
+      run(argv, **kw)                    subprocess.run with env() set
+    Exits the test with SKIP when PostgreSQL is not installed."""
+    bindir = find_bindir()
+    if bindir is None:
+        print("pg: PostgreSQL 15 is not installed, skipping")
+        raise SystemExit(SKIP)
+    base = common.tmpdir("dsd-pg-")
+    datadir = os.path.join(base, "data")
+    sockdir = os.path.join(base, "sock")
+    os.mkdir(sockdir)
+    password = secrets.token_hex(16)
+    pwfile = os.path.join(base, "pw")
+    with open(pwfile, "w") as f:
+        f.write(password + "\n")
+    os.chmod(pwfile, 0o600)
+
+    su = _server_user()
+    if su is not None:
+        # mkdtemp gives 0700 to root; the server user must reach its files.
+        os.chmod(base, 0o755)
+        _chown_tree(base, su.pw_uid, su.pw_gid)
+        os.chmod(sockdir, 0o777)
+    run_as = su.pw_name if su is not None else None
+
+    out = subprocess.run(
+        [os.path.join(bindir, "initdb"), "-D", datadir, "-U", user,
+         "--pwfile", pwfile, "--auth=scram-sha-256", "-E", "UTF8",
+         "--locale=C", "--no-sync"],
+        user=run_as, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=base)
+    os.unlink(pwfile)
+    if out.returncode != 0:
+        raise RuntimeError("initdb failed:\n" + out.stdout.decode(errors="replace"))
+
+    port = common.free_port()
+    conf = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(port),
+        "unix_socket_directories": f"'{sockdir}'",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "100",
+        "shared_buffers": "128MB",
+        "max_wal_size": "1GB",
+        "log_min_messages": "warning",
+    }
+    conf.update(extra_conf or {})
+    with open(os.path.join(datadir, "postgresql.conf"), "a") as f:
+        for k, v in conf.items():
+            f.write(f"{k} = {v}\n")
+
+    log_path = os.path.join(base, "server.log")
+    if su is not None:
+        open(log_path, "a").close()
+        os.chown(log_path, su.pw_uid, su.pw_gid)
+    proc = common.start_process([os.path.join(bindir, "postgres"), "-D", datadir],
+                                log_path=log_path, cwd=base, user=run_as)
+    try:
+        common.wait_port(port, timeout=60, proc=proc, what="postgres")
+    except RuntimeError:
+        with open(log_path, errors="replace") as f:
+            print(f.read())
+        raise
+    # A postmaster accepts connections before it is ready; wait for a query.
+    host = "127.0.0.1"
+
+    def env(u=None, pw=None):
+        e = dict(os.environ)
+        e.update(PGHOST=host, PGPORT=str(port), PGUSER=u or user,
+                 PGPASSWORD=pw if pw is not None else password,
+                 PGCONNECT_TIMEOUT="10")
+        e.pop("PGDATABASE", None)
+        e.pop("PGSERVICE", None)
+        return e
+
+    def psql(db, sql, user=None, password=None, check=True):
+        r = subprocess.run(
+            [os.path.join(bindir, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+             "-d", db],
+            input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env(user, password))
+        if check and r.returncode != 0:
+            raise RuntimeError(f"psql on {db} failed: {r.stderr.decode(errors='replace')}")
+        return r.stdout.decode()
+
+    deadline = time.monotonic() + 60
+    while True:
+        r = subprocess.run([os.path.join(bindir, "psql"), "-X", "-At", "-d", "postgres",
+                            "-c", "SELECT 1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env())
+        if r.returncode == 0:
+            break
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("postgres does not answer: " + r.stderr.decode(errors="replace"))
+        time.sleep(0.1)
+
+    def quote_ident(s):
+        return '"' + s.replace('"', '""') + '"'
+
+    def quote_lit(s):
+        return "'" + s.replace("'", "''") + "'"
+
+    def uri(db, u=None, pw=None):
+        u = u or user
+        pw = password if pw is None else pw
+        return "postgresql://%s:%s@%s:%d/%s" % (
+            urllib.parse.quote(u, safe=""), urllib.parse.quote(pw, safe=""),
+            host, port, urllib.parse.quote(db, safe=""))
+
+    def createdb(name, owner=None):
+        sql = "CREATE DATABASE " + quote_ident(name)
+        if owner:
+            sql += " OWNER " + quote_ident(owner)
+        psql("postgres", sql)
+
+    def create_role(name, pw, superuser=False):
+        psql("postgres", "CREATE ROLE %s LOGIN %s PASSWORD %s" % (
+            quote_ident(name), "SUPERUSER" if superuser else "NOSUPERUSER", quote_lit(pw)))
+
+    def run(argv, **kw):
+        kw.setdefault("env", env(kw.pop("user", None), kw.pop("password", None)))
+        return subprocess.run(argv, **kw)
+
+    if not quiet:
+        print(f"pg: PostgreSQL on 127.0.0.1:{port}, data in {datadir}")
+    return dict(host=host, port=port, user=user, password=password, bindir=bindir,
+                datadir=datadir, sockdir=sockdir, base=base, proc=proc, log=log_path,
+                uri=uri, env=env, psql=psql, createdb=createdb,
+                create_role=create_role, run=run, quote_ident=quote_ident,
+                quote_lit=quote_lit)
+
+
+def pg_dump_schema(pg, db, user=None, password=None):
+    """`pg_dump -s --no-owner --no-privileges` of db, without the \\restrict
+    lines (their key is random per run) and the version comments, for
+    comparing two databases' schemas."""
+    r = pg["run"]([os.path.join(pg["bindir"], "pg_dump"), "-s", "--no-owner",
+                   "--no-privileges", "-d", db], stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, user=user, password=password)
+    if r.returncode != 0:
+        raise RuntimeError("pg_dump -s failed: " + r.stderr.decode(errors="replace"))
+    lines = [l for l in r.stdout.decode().splitlines()
+             if not l.startswith("\\restrict") and not l.startswith("\\unrestrict")
+             and not l.startswith("-- Dumped")]
+    return "\n".join(lines) + "\n"
+
+
+def db_fingerprint(pg, db, user=None, password=None):
+    """A text that is equal for two databases with equal data: every user
+    table's rows in order (COPY text of SELECT * ORDER BY all columns),
+    every sequence's last_value and is_called, every large object's oid and
+    md5, and materialized views' rows. Returns a dict name -> text."""
+    psql = lambda sql: pg["psql"](db, sql, user=user, password=password)
+    rels = psql("""
+        SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'S', 'm', 'p')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg_toast%'
+        ORDER BY 2""").splitlines()
+    out = {}
+    for line in rels:
+        oid, name, kind = line.split("|")
+        if kind == "S":
+            out[name] = psql(f"SELECT last_value, is_called FROM {name}")
+            continue
+        if kind == "p":
+            # a partitioned table's rows are its partitions' rows
+            out[name] = psql(f"SELECT count(*) FROM {name}")
+            continue
+        # ONLY: an inheritance parent's rows without its children's. Rows
+        # are compared by their text form, sorted bytewise, because some
+        # types (json, point) have no ordering operator.
+        only = "ONLY " if kind == "r" else ""
+        out[name] = psql(
+            f"SELECT count(*), md5(coalesce(string_agg(x, E'\\n' ORDER BY x COLLATE \"C\"), '')) "
+            f"FROM (SELECT t::text AS x FROM {only}{name} t) s")
+    out["<large objects>"] = psql(
+        "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid")
+    return out
