@@ -160,8 +160,11 @@ static int dsd__cc_build(dsd_buf_t *out, const char *scheme, const char *user, c
     rc = dsd_buf_printf(out, "%s%s%s@", euser, epass ? ":" : "", epass ? epass : "");
     if (rc < 0) goto cleanup;
   }
-  int v6 = strchr(host, ':') != NULL && strchr(host, '[') == NULL && strchr(host, ',') == NULL &&
-           strchr(host, '.') == NULL;
+  /* two colons or more and no brackets: a bare IPv6 literal (host:port has
+   * one colon, a bracketed literal or a host list is left alone) */
+  int colons = 0;
+  for (const char *c = host; *c; c++) colons += *c == ':';
+  int v6 = colons >= 2 && strchr(host, '[') == NULL && strchr(host, ',') == NULL;
   rc = dsd_buf_printf(out, v6 ? "[%s]" : "%s", host);
   if (rc < 0) goto cleanup;
   if (port != NULL && (v6 || strchr(host, ':') == NULL)) {
