@@ -1,0 +1,148 @@
+"""S3 servers for the integration tests, started on loopback.
+
+  start_s3rver(bucket="dsd")  @20minutes/s3rver 4.0.4: files on disk, checks
+                              SigV4 signatures (header and query auth).
+  start_fauxqs(bucket="dsd")  fauxqs 1.9.2 (S3 part only): in memory,
+                              implements AbortMultipartUpload, enforces the
+                              5 MiB minimum part size; fauxqs.js adds
+                              ListMultipartUploads. No signature checks.
+
+Both return dict(endpoint, bucket, access_key, secret_key, directory,
+name) and are stopped when the test process exits. env_for(server) gives
+the AWS_* environment the dsd code reads; s3tool(...) runs the test-only
+CLI dsd_s3tool (tests/unit/s3tool.c) built next to dsd.
+
+The Node packages are pinned in package.json / package-lock.json beside
+this file; npm_install() runs `npm ci` when node_modules is missing.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import common
+
+HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
+NODE_MODULES = os.path.join(HARNESS_DIR, "node_modules")
+
+
+def _node():
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        print("harness: node is not installed; skipping", file=sys.stderr)
+        sys.exit(common.SKIP)
+    return node
+
+
+def npm_install():
+    """Installs the pinned Node packages unless they are already there."""
+    marker_ok = all(os.path.isdir(os.path.join(NODE_MODULES, *p.split("/")))
+                    for p in ("@20minutes/s3rver", "fauxqs"))
+    if marker_ok:
+        return
+    npm = shutil.which("npm")
+    if not npm:
+        print("harness: npm is not installed; skipping", file=sys.stderr)
+        sys.exit(common.SKIP)
+    lock = os.path.join(HARNESS_DIR, "package-lock.json")
+    cmd = [npm, "ci" if os.path.exists(lock) else "install",
+           "--no-audit", "--no-fund", "--loglevel=error"]
+    r = subprocess.run(cmd, cwd=HARNESS_DIR, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("npm ci failed in tests/harness:\n" +
+                           r.stdout.decode(errors="replace")[-4000:])
+
+
+def _start(name, script, args, bucket, access_key, secret_key, directory,
+           node_args=()):
+    npm_install()
+    port = common.free_port()
+    log = os.path.join(directory, f"{name}.log")
+    p = common.start_process([_node(), *node_args,
+                              os.path.join(HARNESS_DIR, script),
+                              str(port)] + args, log_path=log, cwd=HARNESS_DIR)
+    try:
+        common.wait_port(port, timeout=60, proc=p, what=name)
+    except RuntimeError:
+        with open(log, errors="replace") as f:
+            sys.stderr.write(f.read()[-4000:])
+        raise
+    return {
+        "name": name,
+        "endpoint": f"http://127.0.0.1:{port}",
+        "bucket": bucket,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "directory": directory,
+        "log": log,
+        "process": p,
+    }
+
+
+def start_s3rver(bucket="dsd"):
+    d = common.tmpdir("dsd-s3rver-")
+    data = os.path.join(d, "data")
+    os.makedirs(data)
+    access_key = "DSDTESTACCESSKEY"
+    secret_key = "dsd-test-secret-" + os.urandom(6).hex()
+    # s3rver encrypts its ListObjectsV2 continuation tokens with DES, which
+    # OpenSSL 3 only offers through its legacy provider: without this flag
+    # every truncated listing fails with 500 InternalError.
+    return _start("s3rver", "s3rver.js", [data, bucket, access_key, secret_key],
+                  bucket, access_key, secret_key, d,
+                  node_args=("--openssl-legacy-provider",))
+
+
+def start_fauxqs(bucket="dsd"):
+    d = common.tmpdir("dsd-fauxqs-")
+    return _start("fauxqs", "fauxqs.js", [bucket], bucket,
+                  "DSDTESTACCESSKEY", "dsd-fauxqs-secret-" + os.urandom(6).hex(),
+                  d)
+
+
+def env_for(server, **overrides):
+    """The environment the dsd code reads to reach server."""
+    env = dict(os.environ)
+    for k in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+              "DSD_S3_LIST_PAGE_SIZE", "DSD_S3_READ_CHUNK"):
+        env.pop(k, None)
+    env.update({
+        "AWS_ACCESS_KEY_ID": server["access_key"],
+        "AWS_SECRET_ACCESS_KEY": server["secret_key"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": server["endpoint"],
+        # Keeps retry paths fast in tests.
+        "DSD_S3_RETRY_BASE_MS": "20",
+    })
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def s3tool_path():
+    p = os.path.join(common.BUILD_DIR, "dsd_s3tool")
+    if not os.path.exists(p):
+        raise RuntimeError(f"{p} is missing: build the dsd_s3tool target")
+    return p
+
+
+def s3tool(server, *args, input=None, env=None, check=True, timeout=300):
+    """Runs dsd_s3tool against server's bucket; returns CompletedProcess
+    (stdout/stderr as bytes)."""
+    url = f"s3://{server['bucket']}"
+    argv = [s3tool_path()]
+    if args and args[0] == "client":
+        argv += [str(a) for a in args]
+    elif args and str(args[0]).startswith(("s3://", "file://")):
+        argv += [str(a) for a in args]
+    else:
+        argv += [url] + [str(a) for a in args]
+    r = subprocess.run(argv, input=input, env=env or env_for(server),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv[1:])} failed ({r.returncode}): "
+            f"{r.stderr.decode(errors='replace')}")
+    return r
