@@ -17,9 +17,11 @@
  *   pg/sequences/NNNNNN  SELECT pg_catalog.setval('"s"."q"', N, true|false);
  *   pg/post-data/NNNNNN  pg_dump --section=post-data --no-owner
  *                        --no-privileges, \restrict lines left out
- * Every stream is a psql script, so after extraction
- *   cat pg/pre-data/* pg/data/ * / * pg/blobs/* pg/sequences/* pg/post-data/* | psql
- * restores by hand (LC_ALL=C glob order).
+ * Every stream is a psql script, so after extraction, concatenating the
+ * files of pg/pre-data, pg/data (every table directory), pg/blobs,
+ * pg/sequences and pg/post-data in that order (names in LC_ALL=C glob
+ * order) and piping them to psql restores by hand; the README gives the
+ * exact command (a shell glob cannot be written inside a C comment).
  */
 #ifndef DSD_DIALECTS_PG_PG_H
 #define DSD_DIALECTS_PG_PG_H
