@@ -574,6 +574,7 @@ int dsd_archive_writer_finish(dsd_archive_writer_t *w, const json_t *extra,
   res->compressed_bytes = atomic_load(&w->compressed);
   res->total_rows = w->total_rows;
   res->total_bytes = w->total_bytes;
+  res->summary = json_incref(sum);
 cleanup:
   if (rc < 0) {
     dsd_err_set(err, rc, "%s", dsd_err_msg(&w->err));

@@ -67,6 +67,8 @@ typedef struct dsd_archive_result {
   char sha256[65];            /* hex sha256 of those bytes */
   uint64_t total_rows;
   uint64_t total_bytes;       /* uncompressed stream bytes */
+  json_t *summary;            /* the summary written; owned by the caller
+                                 (json_decref); NULL on failure */
 } dsd_archive_result_t;
 
 /* Opens a writer that writes into sink (borrowed: the caller closes or

@@ -83,5 +83,10 @@ typedef struct dsd_dialect {
 const dsd_dialect_t *dsd_dialect_find(const char *name);
 /* The dialect whose scheme starts uri ("postgresql://..."), or NULL. */
 const dsd_dialect_t *dsd_dialect_for_uri(const char *uri);
+/* The name of the dialect ("pg", "mysql", "mongo") that uri's scheme
+ * belongs to, whether or not that dialect is built, or NULL for an unknown
+ * scheme. Lets callers say "the mysql dialect is not built yet" rather
+ * than "unknown scheme". Static string. */
+const char *dsd_dialect_name_for_uri(const char *uri);
 
 #endif

@@ -216,6 +216,9 @@ static void round_trip(dsd_compression_t c, size_t wpiece, size_t rpiece, size_t
   assert_int_equal(dsd_sha256_hex(sink.out.data, sink.out.len, hex), 0);
   assert_string_equal(res.sha256, hex);
   assert_int_equal(res.total_rows, 10);
+  assert_non_null(res.summary);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(res.summary, "totals"), "rows")), 10);
+  json_decref(res.summary);
   assert_int_equal(res.total_bytes, len1 + len2);
 
   got = read_all(sink.out.data, sink.out.len, srcpiece, rpiece, &summary);
@@ -305,6 +308,7 @@ static void test_threads(void **st) {
   }
   assert_int_equal(dsd_archive_writer_finish(w, NULL, &res, &err), 0);
   assert_int_equal(res.total_rows, 1 + 2 + 3 + 4 + 5 + 6);
+  json_decref(res.summary);
   got = read_all(sink.out.data, sink.out.len, 0, 65536, NULL);
   for (int i = 0; i < N; i++) {
     char name[64];
@@ -354,6 +358,7 @@ static void cli_check(dsd_compression_t c, const char *tool_test, const char *ta
   assert_int_equal(dsd_archive_stream_close(b), 0);              /* b/2 */
   assert_int_equal(dsd_archive_writer_finish(w, NULL, &res, &err), 0);
   assert_int_equal(dsd_blob_writer_close(bw, &err), 0);
+  json_decref(res.summary);
 
   snprintf(path, sizeof path, "%s/d%s", dir, dsd_compression_ext(c));
   if (tool_test) {
@@ -578,6 +583,7 @@ static void test_truncated(void **st) {
   assert_int_equal(dsd_archive_stream_write(s, data, 200000), 0);
   assert_int_equal(dsd_archive_stream_close(s), 0);
   assert_int_equal(dsd_archive_writer_finish(w, NULL, &res, &err), 0);
+  json_decref(res.summary);
 
   mem_src_init(&src, sink.out.data, sink.out.len / 2, 0);
   assert_int_equal(dsd_archive_reader_open(&src.base, &r, &err), 0);
