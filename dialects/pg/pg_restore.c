@@ -118,6 +118,7 @@ struct pgr {
   unsigned tables_total;       /* from the manifest; 0: unknown */
   unsigned long statements;
   unsigned long tolerated;
+  unsigned long schema_applied; /* pre-data statements that changed the target */
   uint64_t bytes_done;
   uint64_t bytes_total;
   uint64_t rows_done;
@@ -203,8 +204,13 @@ static void state_text(const pgr_t *R, char *out, size_t cap) {
                          "held before (the clean step stopped halfway)");
       break;
     case PGR_PRE:
-      snprintf(out, cap, "the target holds part of the dump's schema and none "
-                         "of its data");
+      if (R->schema_applied == 0)
+        snprintf(out, cap, R->ctx->clean
+                 ? "the target holds none of the dump's objects"
+                 : "the target is unchanged");
+      else
+        snprintf(out, cap, "the target holds part of the dump's schema (%lu "
+                 "statements) and none of its data", R->schema_applied);
       break;
     case PGR_DATA: case PGR_BLOBS: case PGR_SEQ: case PGR_OTHER:
       if (R->tables_total)
@@ -246,8 +252,10 @@ static void quiet_notices(void *arg, const char *message) {
 
 /* Runs sql, honouring the cancel flag while the server works (a CREATE
  * INDEX can take hours). Returns the last result (caller owns) or NULL
- * when the connection broke. */
-static PGresult *exec_cancellable(pgr_t *R, PGconn *c, const char *sql) {
+ * when the connection broke. With copy_in, a COPY FROM STDIN result is
+ * returned as soon as it comes, the connection then in COPY IN state;
+ * without, a COPY is refused. */
+static PGresult *exec_query(pgr_t *R, PGconn *c, const char *sql, int copy_in) {
   if (!PQsendQuery(c, sql)) return NULL;
   int sock = PQsocket(c);
   int sent_cancel = 0;
@@ -275,6 +283,7 @@ static PGresult *exec_cancellable(pgr_t *R, PGconn *c, const char *sql) {
     }
     PQclear(last);
     last = res;
+    if (PQresultStatus(res) == PGRES_COPY_IN && copy_in) return res;
     if (PQresultStatus(res) == PGRES_COPY_IN) {
       /* A COPY inside a script stream is not something pg_dump writes
        * outside the data section: refuse it rather than hang. */
@@ -286,7 +295,7 @@ static PGresult *exec_cancellable(pgr_t *R, PGconn *c, const char *sql) {
 
 static int exec_simple(pgr_t *R, PGconn *c, const char *sql, const char *what,
                        dsd_err_t *err) {
-  PGresult *res = exec_cancellable(R, c, sql);
+  PGresult *res = exec_query(R, c, sql, 0);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   int rc = 0;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -380,11 +389,31 @@ static int starts_with_ci(const char *s, const char *prefix) {
 /* Failures that pg_restore would report and step over, and that leave the
  * restored database complete: the target role is a database owner, not a
  * superuser, so it may not own or comment on extensions created by
- * another role. */
+ * another role (1: worth a line in the log). A failure that is expected
+ * in the normal course gives 2 (not logged). */
 static int tolerable(pgr_kind_t kind, const char *sql, const char *sqlstate) {
-  if (!sqlstate || strcmp(sqlstate, "42501") != 0) return 0;
-  if (starts_with_ci(sql, "COMMENT ON EXTENSION")) return 1;
-  if (kind == PGR_DROP && starts_with_ci(sql, "DROP EXTENSION")) return 1;
+  if (!sqlstate) return 0;
+  if (!strcmp(sqlstate, "42501")) {
+    if (starts_with_ci(sql, "COMMENT ON EXTENSION")) return 1;
+    if (kind == PGR_DROP && starts_with_ci(sql, "DROP EXTENSION")) return 1;
+  }
+  /* pg_dump --clean drops a partition's copy of its parent's primary key
+   * before the parent's, which PostgreSQL refuses ("cannot drop inherited
+   * constraint"); dropping the parent's constraint, a few statements
+   * later, removes it. */
+  if (kind == PGR_DROP && !strcmp(sqlstate, "42P16") &&
+      starts_with_ci(sql, "ALTER TABLE"))
+    return 2;
+  return 0;
+}
+
+/* SQLSTATEs of "already exists" errors: a non-clean import into a target
+ * that holds the dump's objects. */
+static int exists_state(const char *sqlstate) {
+  static const char *const states[] = {"42P04", "42P06", "42P07", "42710",
+                                       "42723", "42P16"};
+  for (size_t i = 0; sqlstate && i < sizeof(states) / sizeof(states[0]); i++)
+    if (!strcmp(sqlstate, states[i])) return 1;
   return 0;
 }
 
@@ -442,21 +471,28 @@ static int on_statement(void *data, const dsd_sql_item_t *it, dsd_err_t *err) {
     int rc = unlink_large_object(R, it->text, err);
     if (rc) return rc;
   }
-  PGresult *res = exec_cancellable(R, R->main, it->text);
+  PGresult *res = exec_query(R, R->main, it->text, 0);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   int rc = 0;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char msg[512];
     pg_message(R->main, res, msg, sizeof(msg));
+    int tol = tolerable(kind, it->text, state);
     if (canceled(R)) {
       rc = DSD_ECANCELED;
-    } else if (tolerable(kind, it->text, state)) {
+    } else if (tol == 1) {
       R->tolerated++;
       pgr_log(R, "ignored an error at %s (%s): %s", object, section, msg);
+    } else if (tol == 2) {
+      dsd_log_debug("restore: expected error at %s (%s): %s", object, section, msg);
     } else {
-      rc = fail(R, err, DSD_EDB, object, section, msg);
+      rc = fail(R, err, exists_state(state) ? DSD_EEXIST : DSD_EDB, object,
+                section, msg);
     }
+  } else if (kind == PGR_PRE && !starts_with_ci(it->text, "SET ") &&
+             !starts_with_ci(it->text, "SELECT pg_catalog.set_config")) {
+    R->schema_applied++;
   }
   PQclear(res);
   R->statements++;
@@ -525,7 +561,7 @@ static int copy_begin(pgr_t *R, pgr_stream_t *s, dsd_err_t *err) {
                 "corrupt");
   int rc = take_conn(R, &s->conn, err);
   if (rc) return rc;
-  PGresult *res = exec_cancellable(R, s->conn->c, s->header.data);
+  PGresult *res = exec_query(R, s->conn->c, s->header.data, 1);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st != PGRES_COPY_IN) {
     char msg[512];
