@@ -5,4 +5,6 @@ if(TARGET dsd_s3tool)
                            TIMEOUT 600 LABELS s3)
   dsd_add_integration_test(test_s3_fauxqs integration/test_s3_fauxqs.py
                            TIMEOUT 600 LABELS s3)
+  dsd_add_integration_test(test_s3_faults integration/test_s3_faults.py
+                           TIMEOUT 600 LABELS s3)
 endif()
