@@ -323,7 +323,8 @@ static int value(jw_t *w, long k, bool deep) {
   size_t b;
   int rc = 0;
 
-  ws(w);
+  rc = ws_copy(w);
+  if (rc < 0) return rc;
   b = w->pos;
   if (w->pos >= w->len) return DSD_EINVAL;
   if (!deep && k < 0) {

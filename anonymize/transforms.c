@@ -374,8 +374,11 @@ static int parse_int(const dsd_anon_type_t *t, const char *in, size_t len, bool 
   if (i == len) return DSD_EINVAL;
   for (; i < len; i++) {
     if (!isdigit((unsigned char)in[i])) return DSD_EINVAL;
-    if (v > (UINT64_MAX - 9) / 10) return DSD_EINVAL;
-    v = v * 10 + (uint64_t)(in[i] - '0');
+    uint64_t dig = (uint64_t)(in[i] - '0');
+    if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && dig > UINT64_MAX % 10)) {
+      return DSD_EINVAL;
+    }
+    v = v * 10 + dig;
   }
   int_range(t, &min, &max);
   if (*neg && v == 0) *neg = false;
