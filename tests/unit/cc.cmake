@@ -7,8 +7,8 @@ set(DSD_CC_SOURCES ${CMAKE_SOURCE_DIR}/broker/cc.c ${CMAKE_SOURCE_DIR}/broker/cc
 dsd_add_test(test_cc_creds
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_cc_creds.c ${CMAKE_SOURCE_DIR}/broker/cc_creds.c
   LIBS dsd_core PkgConfig::JANSSON)
-dsd_add_test(test_cc_client
-  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_cc_client.c ${CMAKE_SOURCE_DIR}/broker/cc_creds.c
+dsd_add_test(test_cc_offline
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_cc_offline.c ${CMAKE_SOURCE_DIR}/broker/cc_creds.c
   LIBS dsd_core PkgConfig::JANSSON PkgConfig::CURL)
 
 # Test-only driver of the library, used by tests/integration/test_cc_*.py

@@ -1,5 +1,5 @@
 /*
- * test_cc_client.c - the offline parts of the Cloud Controller client
+ * test_cc_offline.c - the offline parts of the Cloud Controller client
  * (broker/cc.c, included to reach its static helpers): configuration from
  * the environment, argument checks, query building, CC/UAA error envelopes
  * and their mapping to DSD_E* codes, Location header parsing, and that the

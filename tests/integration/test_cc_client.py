@@ -1,0 +1,243 @@
+"""The Cloud Controller client (broker/cc.c) against the CC/UAA double.
+
+Drives the library through the test-only dsd_cctool executable
+(tests/unit/cctool.c) and checks both what it prints and what the double saw:
+instance lookup (found, not found, operation in progress), the role check,
+key creation with job polling, details, deletion (nothing left behind),
+422 on an instance with an operation in progress, token refresh on 401
+(exactly once), proactive refresh before expiry, a wrong client secret (clear
+error, secret not printed), pagination, retries of a failing delete and a
+failed CC job.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+import common
+from ccdouble import start_cc_double
+
+CCTOOL = os.path.join(common.BUILD_DIR, "dsd_cctool")
+
+PG_CREDS = {"uri": "postgres://alice:pa%40ss@db.internal:5432/appdb",
+            "hostname": "db.internal", "port": 5432, "name": "appdb",
+            "username": "alice", "password": "pa@ss"}
+
+
+class CCClientTest(unittest.TestCase):
+    def setUp(self):
+        self.cc = start_cc_double(job_polls=3)
+        self.addCleanup(self.cc.stop)
+        self.space = self.cc.add_space()
+        self.pg = self.cc.add_instance("sourcedb", self.space, offering="csb-postgresql",
+                                       plan="small", credentials=PG_CREDS)
+        self.cc.add_instance("mydb", self.space, offering="p.mysql", plan="db-small",
+                             credentials={"hostname": "m", "port": 3306, "name": "cf_1",
+                                          "username": "u", "password": "p"})
+        self.busy = self.cc.add_instance("busydb", self.space, offering="postgresql-db",
+                                         in_progress=True)
+
+    def run_tool(self, *steps, secret=None, env_extra=None):
+        env = dict(os.environ)
+        env.update({"DSD_CF_API": self.cc.url, "DSD_CF_CLIENT_ID": self.cc.client_id,
+                    "DSD_CF_CLIENT_SECRET": secret or self.cc.client_secret,
+                    "DSD_CCTOOL_POLL_MS": "10"})
+        env.update(env_extra or {})
+        argv = [CCTOOL]
+        for i, s in enumerate(steps):
+            if i:
+                argv.append(";")
+            argv.extend(s)
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def assert_ok(self, rc, out, err):
+        self.assertEqual(rc, 0, f"dsd_cctool failed:\n{out}\n{err}")
+
+    # ---- service instances and roles -----------------------------------
+
+    def test_find_instance(self):
+        rc, out, err = self.run_tool(["find", "sourcedb", self.space],
+                                     ["find", "mydb", self.space])
+        self.assert_ok(rc, out, err)
+        lines = out.splitlines()
+        self.assertIn(f"guid={self.pg}", lines[0])
+        self.assertIn("type=managed state=succeeded plan=small offering=csb-postgresql "
+                      "dialect=pg", lines[0])
+        self.assertIn("dialect=mysql", lines[1])
+        # the offering and plan names came from one request (fields[...])
+        gets = [p for m, p in self.cc.requests if p.startswith("/v3/service_instances")]
+        self.assertEqual(len(gets), 2)
+
+    def test_find_not_found_and_other_space(self):
+        rc, out, _ = self.run_tool(["find", "nope", self.space])
+        self.assertEqual(rc, 1)
+        self.assertIn('error ENOTFOUND: no service instance named "nope" in this space', out)
+        other = self.cc.add_space()
+        rc, out, _ = self.run_tool(["find", "sourcedb", other])
+        self.assertEqual(rc, 1)
+        self.assertIn("ENOTFOUND", out)
+
+    def test_find_in_progress(self):
+        rc, out, _ = self.run_tool(["find", "busydb", self.space])
+        self.assertEqual(rc, 1)
+        self.assertIn('error EBUSY: service instance "busydb" has an operation in progress', out)
+
+    def test_role_check(self):
+        dev, other = str(uuid.uuid4()), str(uuid.uuid4())
+        self.cc.add_user_role(dev, self.space, "space_developer")
+        self.cc.add_user_role(other, self.space, "space_auditor")
+        rc, out, err = self.run_tool(["role", dev, self.space], ["role", other, self.space],
+                                     ["role", dev, self.cc.add_space()])
+        self.assert_ok(rc, out, err)
+        self.assertEqual(out.splitlines(), ["ok role yes", "ok role no", "ok role no"])
+
+    # ---- service keys --------------------------------------------------
+
+    def test_key_lifecycle(self):
+        rc, out, err = self.run_tool(["flow", "sourcedb", self.space, "dsd-op-1", "pg"])
+        self.assert_ok(rc, out, err)
+        self.assertIn("ok details uri=postgres://alice:pa%40ss@db.internal:5432/appdb", out)
+        self.assertIn("ok delete", out)
+        self.assertEqual(self.cc.live_keys(), 0)
+        # both the create and the delete job were polled to completion
+        polls = [p for m, p in self.cc.requests if p.startswith("/v3/jobs/")]
+        self.assertGreaterEqual(len(polls), 2 * 3)
+        self.assertTrue(all(j["state"] == "COMPLETE" for j in self.cc.jobs.values()))
+
+    def test_key_steps_and_find_key(self):
+        rc, out, err = self.run_tool(["create", self.pg, "dsd-op-2"])
+        self.assert_ok(rc, out, err)
+        key = out.split()[-1]
+        self.assertEqual(self.cc.key_names(), ["dsd-op-2"])
+        rc, out, err = self.run_tool(["findkey", self.pg, "dsd-op-2"],
+                                     ["details", key, "pg"])
+        self.assert_ok(rc, out, err)
+        self.assertIn(f"ok findkey {key}", out)
+        # the same credentials do not pass for a mysql plan
+        rc, out, _ = self.run_tool(["details", key, "mysql"])
+        self.assertEqual(rc, 1)
+        self.assertIn("the service instance is a postgresql database but the plan is mysql", out)
+        self.assertNotIn("pa@ss", out)
+        self.assertNotIn("pa%40ss", out)
+        # a second key with the same name is refused as a duplicate
+        rc, out, _ = self.run_tool(["create", self.pg, "dsd-op-2"])
+        self.assertEqual(rc, 1)
+        self.assertIn("EEXIST", out)
+        rc, out, err = self.run_tool(["delete", key], ["delete", key])
+        self.assert_ok(rc, out, err)  # the second delete finds it gone: success
+        self.assertEqual(self.cc.live_keys(), 0)
+        rc, out, _ = self.run_tool(["findkey", self.pg, "dsd-op-2"])
+        self.assertEqual(rc, 1)
+        self.assertIn("ENOTFOUND", out)
+
+    def test_create_key_operation_in_progress(self):
+        rc, out, _ = self.run_tool(["create", self.busy, "dsd-op-3"])
+        self.assertEqual(rc, 1)
+        self.assertIn("error EBUSY:", out)
+        self.assertIn("There is an operation in progress for the service instance", out)
+        self.assertEqual(self.cc.live_keys(), 0)
+
+    def test_failed_job(self):
+        self.cc.fail_jobs = "Service broker failed to bind: database is read-only"
+        rc, out, _ = self.run_tool(["create", self.pg, "dsd-op-4"])
+        self.assertEqual(rc, 1)
+        self.assertIn('creating service key "dsd-op-4" failed: Service broker failed to bind: '
+                      "database is read-only", out)
+
+    def test_lookups_follow_pagination(self):
+        self.cc.per_page_default = 1
+        rc, out, err = self.run_tool(["create", self.pg, "k1"], ["create", self.pg, "k2"],
+                                     ["create", self.pg, "k3"])
+        self.assert_ok(rc, out, err)
+        keys = [l.split()[-1] for l in out.splitlines()]
+        # with the names filter ignored, each lookup must walk the pages and
+        # pick the resource whose name matches
+        self.cc.loose_name_filter = True
+        n0 = len(self.cc.requests)
+        rc, out, err = self.run_tool(["findkey", self.pg, "k3"], ["findkey", self.pg, "k1"],
+                                     ["find", "busydb", self.space])
+        self.assertEqual(rc, 1)  # busydb is busy; it was found on the last page
+        self.assertIn(f"ok findkey {keys[2]}", out)
+        self.assertIn(f"ok findkey {keys[0]}", out)
+        self.assertIn('"busydb" has an operation in progress', out)
+        pages = [p for m, p in self.cc.requests[n0:]
+                 if p in ("/v3/service_credential_bindings", "/v3/service_instances")]
+        self.assertEqual(len(pages), 3 + 3 + 3)
+
+    def test_delete_retries_server_errors(self):
+        rc, out, err = self.run_tool(["create", self.pg, "dsd-op-5"])
+        self.assert_ok(rc, out, err)
+        key = out.split()[-1]
+        self.cc.inject_failure("DELETE", "/v3/service_credential_bindings/", 502, 2)
+        rc, out, err = self.run_tool(["delete", key])
+        self.assert_ok(rc, out, err)
+        self.assertIn("retrying", err)
+        self.assertEqual(self.cc.live_keys(), 0)
+
+    # ---- authentication ------------------------------------------------
+
+    def test_token_is_cached(self):
+        rc, out, err = self.run_tool(["find", "sourcedb", self.space],
+                                     ["find", "mydb", self.space],
+                                     ["role", str(uuid.uuid4()), self.space])
+        self.assert_ok(rc, out, err)
+        self.assertEqual(self.cc.token_requests, 1)
+        self.assertEqual(self.cc.unauthorized, 0)
+
+    def test_revoked_token_refreshed_once(self):
+        # expire the tokens while the tool sleeps between two lookups
+        t = threading.Timer(0.4, self.cc.expire_tokens)
+        t.start()
+        rc, out, err = self.run_tool(["find", "sourcedb", self.space], ["sleep", "1200"],
+                                     ["find", "sourcedb", self.space])
+        t.join()
+        self.assert_ok(rc, out, err)
+        self.assertEqual(self.cc.token_requests, 2)
+        self.assertEqual(self.cc.unauthorized, 1)
+
+    def test_rejected_fresh_token_fails_after_one_refresh(self):
+        self.cc.reject_all_tokens = True
+        rc, out, _ = self.run_tool(["find", "sourcedb", self.space])
+        self.assertEqual(rc, 1)
+        self.assertIn("error EAUTH: the cloud controller rejected a fresh uaa token", out)
+        self.assertEqual(self.cc.token_requests, 2)
+        self.assertEqual(self.cc.unauthorized, 2)
+
+    def test_token_refreshed_before_expiry(self):
+        self.cc.expires_in = 2
+        rc, out, err = self.run_tool(["find", "sourcedb", self.space], ["sleep", "2300"],
+                                     ["find", "sourcedb", self.space])
+        self.assert_ok(rc, out, err)
+        self.assertEqual(self.cc.token_requests, 2)
+        self.assertEqual(self.cc.unauthorized, 0)  # refreshed before CC had to refuse it
+
+    def test_wrong_client_secret(self):
+        wrong = "wrong-" + self.cc.client_secret
+        rc, out, err = self.run_tool(["find", "sourcedb", self.space], secret=wrong)
+        self.assertEqual(rc, 1)
+        self.assertIn(f'error EAUTH: the uaa at {self.cc.url}/uaa rejected client '
+                      f'"{self.cc.client_id}" (Bad credentials)', out)
+        self.assertIn("HINT: check DSD_CF_CLIENT_ID and DSD_CF_CLIENT_SECRET", out)
+        self.assertNotIn(wrong, out + err)
+        self.assertNotIn(self.cc.client_secret, out + err)
+        # no CC call was made without a token
+        self.assertFalse([p for m, p in self.cc.requests if p.startswith("/v3/")])
+
+    def test_unreachable_api(self):
+        port = common.free_port()
+        env = {"DSD_CF_API": f"http://127.0.0.1:{port}"}
+        rc, out, _ = self.run_tool(["find", "sourcedb", self.space], env_extra=env)
+        self.assertEqual(rc, 1)
+        self.assertIn("error ENET: cannot read the cloud controller's root document", out)
+
+
+if __name__ == "__main__":
+    if not os.path.exists(CCTOOL):
+        print(f"{CCTOOL} is not built", file=sys.stderr)
+        sys.exit(1)
+    unittest.main(verbosity=2)
