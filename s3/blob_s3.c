@@ -228,7 +228,8 @@ typedef struct part_job {
 struct s3_writer {
   dsd_blob_writer_t base; /* first: the blob layer casts */
   s3_store_t *st;
-  char *key;
+  char *key;      /* full object key (store prefix included) */
+  char *rel_key;  /* the store key the caller gave */
   char *content_type;
   int (*on_upload_created)(void *data, const char *key, const char *upload_id);
   void *cb_data;
@@ -320,7 +321,7 @@ static int ensure_upload(s3_writer_t *w) {
   dsd_log_debug("s3: multipart upload started for %s/%s", w->st->bucket,
                 w->key);
   if (w->on_upload_created &&
-      w->on_upload_created(w->cb_data, w->key, w->upload_id) != 0) {
+      w->on_upload_created(w->cb_data, w->rel_key, w->upload_id) != 0) {
     return dsd_err_set(&w->base.err, DSD_EINTERNAL,
                        "recording the multipart upload of %s/%s failed",
                        w->st->bucket, w->key);
@@ -413,6 +414,7 @@ static void writer_free(s3_writer_t *w) {
   free(w->slots);
   free(w->buf);
   free(w->key);
+  free(w->rel_key);
   free(w->content_type);
   free(w->upload_id);
   pthread_mutex_destroy(&w->mu);
@@ -500,6 +502,7 @@ static int st_writer_open(void *self, const char *key,
   w->base.ops = &s3_writer_ops;
   w->st = st;
   w->key = full_key(st, key);
+  w->rel_key = strdup(key);
   w->content_type = opts->content_type ? strdup(opts->content_type) : NULL;
   w->on_upload_created = opts->on_upload_created;
   w->cb_data = opts->data;
@@ -511,7 +514,7 @@ static int st_writer_open(void *self, const char *key,
   w->next_part = 1;
   w->part_cap = dsd__s3_part_size(w->base_part, 1);
   w->slots = calloc((size_t)w->in_flight, sizeof *w->slots);
-  if (!w->key || !w->slots || (opts->content_type && !w->content_type)) {
+  if (!w->key || !w->rel_key || !w->slots || (opts->content_type && !w->content_type)) {
     writer_free(w);
     return dsd_err_set(err, DSD_ENOMEM, "s3 writer: out of memory");
   }

@@ -472,6 +472,13 @@ static void build_target(dsd_s3_client_t *c, const s3_req_t *r,
     if (!*rc) *rc = dsd_buf_append_str(host, c->endpoint_host);
     if (!*rc) *rc = dsd_buf_printf(path, "/%s", r->bucket);
     if (!*rc && r->key) *rc = dsd_buf_printf(path, "/%s", r->key);
+  } else if (strchr(r->bucket, '.')) {
+    /* A dotted bucket name would not match the *.s3 TLS certificate as a
+     * virtual host, so AWS serves it path style. */
+    *rc = dsd_buf_printf(host, "s3.%s.amazonaws.com", c->region);
+    if (!*rc) *rc = dsd_buf_printf(base, "https://%s", host->data);
+    if (!*rc) *rc = dsd_buf_printf(path, "/%s", r->bucket);
+    if (!*rc && r->key) *rc = dsd_buf_printf(path, "/%s", r->key);
   } else {
     *rc = dsd_buf_printf(host, "%s.s3.%s.amazonaws.com", r->bucket,
                          c->region);

@@ -112,6 +112,25 @@ class FauxqsTest(unittest.TestCase):
         self.tool("abort-uploads", "crash/dump2")
         self.assertEqual(uploads("crash/"), [])
 
+    def test_recovery_after_a_crash_with_a_prefixed_store(self):
+        store = f"s3://{SERVER['bucket']}/tenant"
+        data = os.urandom(20 * MiB)
+        r = self.tool(store, "stream-write", "dumps/x.tar", "--part-size",
+                      5 * MiB, "--crash-after", 12 * MiB, input=data,
+                      check=False)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        # on_upload_created reports the store key, which is what a
+        # recovering process passes back to abort_uploads.
+        line = [l for l in r.stdout.decode().splitlines()
+                if l.startswith("upload-id ")][0]
+        _, upload_id, key = line.split(" ")
+        self.assertEqual(key, "dumps/x.tar")
+        self.assertEqual(uploads("tenant/dumps/"),
+                         [["tenant/dumps/x.tar", upload_id]])
+        self.tool(store, "abort-uploads", key, upload_id)
+        self.assertEqual(uploads("tenant/"), [])
+        self.assertAbsent("tenant/dumps/x.tar")
+
     def test_list_more_than_1000_keys(self):
         self.tool("put-many", "many/k", 1005)
         out = self.tool("list", "many/").stdout.decode().splitlines()

@@ -11,10 +11,12 @@
  *   dsd_s3tool URL list [PREFIX]           -> "KEY SIZE" lines
  *   dsd_s3tool URL put-many PREFIX N       (N small objects PREFIX00000..)
  *   dsd_s3tool URL stream-write KEY [--part-size N] [--in-flight N]
- *              [--fail-after N] [--cancel-after N] [--chunk N] < data
- *              prints "upload-id ID" when the multipart upload starts;
+ *              [--fail-after N] [--cancel-after N] [--crash-after N]
+ *              [--chunk N] < data
+ *              prints "upload-id ID KEY" when the multipart upload starts;
  *              --fail-after N aborts the writer after N bytes (exit 3),
- *              --cancel-after N raises the cancel flag after N bytes
+ *              --cancel-after N raises the cancel flag after N bytes,
+ *              --crash-after N exits at once after N bytes (exit 4)
  *   dsd_s3tool URL abort-uploads KEY [UPLOAD_ID]
  *   dsd_s3tool client list-uploads BUCKET PREFIX -> "KEY UPLOAD_ID" lines
  *   dsd_s3tool client presign BUCKET KEY SECONDS -> URL
@@ -66,7 +68,7 @@ static int stream_write(dsd_blob_store_t *s, const char *key, int argc,
   dsd_err_t err = {0};
   dsd_blob_writer_opts_t o = {0};
   dsd_blob_writer_t *w = NULL;
-  long long fail_after = -1, cancel_after = -1;
+  long long fail_after = -1, cancel_after = -1, crash_after = -1;
   size_t chunk = 1 << 20;
   atomic_int cancel = 0;
   for (int i = 0; i + 1 < argc; i += 2) {
@@ -76,6 +78,8 @@ static int stream_write(dsd_blob_store_t *s, const char *key, int argc,
       o.parts_in_flight = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--fail-after"))
       fail_after = atoll(argv[i + 1]);
+    else if (!strcmp(argv[i], "--crash-after"))
+      crash_after = atoll(argv[i + 1]);
     else if (!strcmp(argv[i], "--cancel-after"))
       cancel_after = atoll(argv[i + 1]);
     else if (!strcmp(argv[i], "--chunk"))
@@ -104,6 +108,11 @@ static int stream_write(dsd_blob_store_t *s, const char *key, int argc,
       return 3;
     }
     if (cancel_after >= 0 && total >= cancel_after) atomic_store(&cancel, 1);
+    if (crash_after >= 0 && total >= crash_after) {
+      /* A process killed mid-upload: nothing is cleaned up. */
+      fflush(stdout);
+      _exit(4);
+    }
   }
   free(buf);
   rc = dsd_blob_writer_close(w, &err);

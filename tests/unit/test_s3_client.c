@@ -118,6 +118,10 @@ static void test_client_config_errors(void **state) {
                               "dumps/a%20b.tar?X-Amz-Algorithm="));
   assert_null(strstr(url, "s3cr3t-value"));
   free(url);
+  /* Dotted bucket names go path style on AWS. */
+  assert_int_equal(dsd_s3_presign_get(c, "my.bkt", "k", 300, &url, &err), 0);
+  assert_non_null(strstr(url, "https://s3.eu-west-3.amazonaws.com/my.bkt/k?"));
+  free(url);
   dsd_s3_client_free(c);
 }
 
