@@ -109,6 +109,14 @@ class CCClientTest(unittest.TestCase):
         self.assertGreaterEqual(len(polls), 2 * 3)
         self.assertTrue(all(j["state"] == "COMPLETE" for j in self.cc.jobs.values()))
 
+    def test_concurrent_jobs_share_one_client(self):
+        rc, out, err = self.run_tool(["par", "8", "sourcedb", self.space, "dsd-par", "pg"])
+        self.assert_ok(rc, out, err)
+        self.assertIn("ok par 8", out)
+        self.assertEqual(out.count("ok details uri=postgres://alice:"), 8)
+        self.assertEqual(self.cc.live_keys(), 0)
+        self.assertEqual(self.cc.token_requests, 1)  # one token for all threads
+
     def test_key_steps_and_find_key(self):
         rc, out, err = self.run_tool(["create", self.pg, "dsd-op-2"])
         self.assert_ok(rc, out, err)

@@ -10,11 +10,14 @@
  *
  * Steps: find NAME SPACE | role USER SPACE | create INSTANCE KEYNAME |
  * details KEY DIALECT | delete KEY | findkey INSTANCE KEYNAME | sleep MS |
- * flow NAME SPACE KEYNAME DIALECT (find, create, details, delete).
+ * flow NAME SPACE KEYNAME DIALECT (find, create, details, delete) |
+ * par N NAME SPACE KEYPREFIX DIALECT (N threads sharing the client, each
+ * running flow with key KEYPREFIX-i).
  * Each step prints one "ok ..." line; the first failure prints
  * "error NAME: message" and exits 1. `details` and `flow` print the
  * connection URI: this tool is for tests with fake credentials only.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,50 @@ static int dsd__tool_details(dsd_cc_t *cc, const char *key, const char *dialect,
   if (rc == 0) printf("ok details uri=%s\n", uri);
   free(uri);
   json_decref(creds);
+  return rc;
+}
+
+static int dsd__tool_step(dsd_cc_t *cc, int argc, char **argv, dsd_err_t *err);
+
+typedef struct {
+  dsd_cc_t *cc;
+  char *argv[5];
+  char key[128];
+  int rc;
+  dsd_err_t err;
+} dsd__tool_par_t;
+
+static void *dsd__tool_par_main(void *data) {
+  dsd__tool_par_t *p = data;
+  p->rc = dsd__tool_step(p->cc, 5, p->argv, &p->err);
+  return NULL;
+}
+
+/* Runs flow on n threads at once over one shared client. */
+static int dsd__tool_par(dsd_cc_t *cc, int n, char **a, dsd_err_t *err) {
+  if (n < 1 || n > 32) return dsd_err_set(err, DSD_EINVAL, "par takes 1 to 32 threads");
+  dsd__tool_par_t p[32];
+  pthread_t t[32];
+  for (int i = 0; i < n; i++) {
+    memset(&p[i], 0, sizeof(p[i]));
+    p[i].cc = cc;
+    snprintf(p[i].key, sizeof(p[i].key), "%s-%d", a[2], i);
+    p[i].argv[0] = "flow";
+    p[i].argv[1] = a[0];
+    p[i].argv[2] = a[1];
+    p[i].argv[3] = p[i].key;
+    p[i].argv[4] = a[3];
+    pthread_create(&t[i], NULL, dsd__tool_par_main, &p[i]);
+  }
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_join(t[i], NULL);
+    if (p[i].rc < 0 && rc == 0) {
+      rc = p[i].rc;
+      *err = p[i].err;
+    }
+  }
+  if (rc == 0) printf("ok par %d\n", n);
   return rc;
 }
 
@@ -103,6 +150,9 @@ static int dsd__tool_step(dsd_cc_t *cc, int argc, char **argv, dsd_err_t *err) {
       }
       if (drc == 0) printf("ok delete\n");
     }
+  } else if (strcmp(cmd, "par") == 0) {
+    NEED(5);
+    rc = dsd__tool_par(cc, atoi(argv[1]), argv + 2, err);
   } else {
     rc = dsd_err_set(err, DSD_EINVAL, "unknown step \"%s\"", cmd);
   }

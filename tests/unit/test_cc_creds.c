@@ -106,7 +106,9 @@ static void test_mismatch_message(void **state) {
   dsd_err_clear(&err);
   assert_int_equal(dsd_cc_credentials_uri(c, "oracle", &uri, &err), DSD_EINVAL);
   dsd_err_clear(&err);
-  assert_int_equal(dsd_cc_credentials_uri(json_string("x"), "pg", &uri, &err), DSD_EINVAL);
+  json_decref(c);
+  c = json_string("x");
+  assert_int_equal(dsd_cc_credentials_uri(c, "pg", &uri, &err), DSD_EINVAL);
   json_decref(c);
 }
 
