@@ -138,7 +138,11 @@ def test_provision_flow(b):
         check(os.path.exists(dump), "succeeded but no dump object in the store")
     else:
         check(res["state"] == "failed", f"state {res}")
-        check("not built yet" in res["description"], f"description {res}")
+        # db.example.com does not resolve: without the pg dialect the
+        # description says "not built yet", with it the connection fails
+        check("not built yet" in res["description"] or "source" in res["description"],
+              f"description {res}")
+        check(DB_PASSWORD not in res["description"], "password in the description")
         check(not os.path.exists(dump), "failed dump left an object")
         st, body, _ = b.call("PUT", "/v2/service_instances/inst-1/service_bindings/b1",
                              {"service_id": SERVICE_ID, "plan_id": PLANS["pg"]})
@@ -266,7 +270,7 @@ def main():
         log = x.log()
         check(x.password not in log, "broker password in the log")
         check(DB_PASSWORD not in log, "database password in the log")
-        check("broker listening" in log and "GET /v2/catalog" in log or x is b2, "log lines")
+        check("broker listening" in log and "/last_operation 200" in log, "request log lines")
     check("stopping" in b.log(), "no shutdown line")
     print("ok")
 
