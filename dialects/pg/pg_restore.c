@@ -39,12 +39,7 @@
 #include "core/buf.h"
 #include "core/hash.h"
 #include "core/log.h"
-/* pg.h shows a shell glob ("pg/pre-data/" "*") inside its comment, which
- * -Wcomment (in -Wall) reads as a nested comment opener. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "dialects/pg/pg.h"
-#pragma GCC diagnostic pop
 #include "dialects/pg/sqlsplit.h"
 
 /* ------------------------------------------------------------------ */
@@ -210,7 +205,8 @@ static void state_text(const pgr_t *R, char *out, size_t cap) {
                  : "the target is unchanged");
       else
         snprintf(out, cap, "the target holds part of the dump's schema (%lu "
-                 "statements) and none of its data", R->schema_applied);
+                 "statement%s) and none of its data", R->schema_applied,
+                 R->schema_applied == 1 ? "" : "s");
       break;
     case PGR_DATA: case PGR_BLOBS: case PGR_SEQ: case PGR_OTHER:
       if (R->tables_total)
@@ -227,17 +223,29 @@ static void state_text(const pgr_t *R, char *out, size_t cap) {
   }
 }
 
-static int fail(pgr_t *R, dsd_err_t *err, int code, const char *object,
-                const char *section, const char *why) {
+/* Sets "restore failed at OBJECT (SECTION): WHY HINT: STATE; HINT" where
+ * hint NULL gives the usual advice for a database error. */
+static int fail_hint(pgr_t *R, dsd_err_t *err, int code, const char *object,
+                     const char *section, const char *why, const char *hint) {
   char state[256];
   state_text(R, state, sizeof(state));
-  const char *hint = R->ctx->clean
-      ? "run the import again with clean (the default) to replace them"
-      : "import again with clean (the default) to replace the objects of the "
-        "dump that exist in the target, or into an empty database";
+  if (!hint)
+    hint = R->ctx->clean
+        ? "run the import again with clean (the default) to replace them"
+        : "import again with clean (the default) to replace the objects of the "
+          "dump that exist in the target, or into an empty database";
   return dsd_err_set(err, code, "restore failed at %s (%s): %s HINT: %s; %s",
                      object, section, why, state, hint);
 }
+
+static int fail(pgr_t *R, dsd_err_t *err, int code, const char *object,
+                const char *section, const char *why) {
+  return fail_hint(R, err, code, object, section, why, NULL);
+}
+
+/* For a damaged archive importing again does not help. */
+#define PGR_HINT_CORRUPT \
+  "check the archive with `dsd verify` and import a sound dump"
 
 /* ------------------------------------------------------------------ */
 /* Connections                                                         */
@@ -318,9 +326,8 @@ static int connect_target(pgr_t *R, const char *what, PGconn **out,
     char msg[512];
     pg_message(c, NULL, msg, sizeof(msg));
     rc = dsd_err_set(err, strstr(msg, "authentication") ? DSD_EAUTH : DSD_ENET,
-                     "cannot connect to the target database (%s): %s HINT: "
-                     "check the target's host, port, user and password",
-                     what, msg);
+                     "cannot connect to the target database: %s HINT: "
+                     "check the target's host, port, user and password", msg);
     goto cleanup;
   }
   PQsetNoticeProcessor(c, quiet_notices, NULL);
@@ -457,10 +464,12 @@ static int on_statement(void *data, const dsd_sql_item_t *it, dsd_err_t *err) {
     if (starts_with_ci(it->text, "\\restrict") ||
         starts_with_ci(it->text, "\\unrestrict"))
       return 0;
+    /* The command without its arguments, which may hold a conninfo. */
     char cmd[64];
     one_line(it->text, cmd, sizeof(cmd));
     char *sp = strchr(cmd, ' ');
-    if (sp) *sp = '\0'; /* the command, not its arguments */
+    if (sp) *sp = '\0';
+    if (!it->object) snprintf(object, sizeof(object), "%s", s->name);
     char why[512];
     snprintf(why, sizeof(why), "the psql meta-command %s at line %u of %s "
              "cannot run through libpq", cmd, it->line, s->name);
@@ -556,9 +565,9 @@ static int copy_begin(pgr_t *R, pgr_stream_t *s, dsd_err_t *err) {
   table_from_header(s->header.data, s->table, sizeof(s->table));
   snprintf(obj, sizeof(obj), "table %s", s->table);
   if (!starts_with_ci(s->header.data, "COPY "))
-    return fail(R, err, DSD_EPROTO, obj, "data",
-                "the stream does not start with a COPY line: the archive is "
-                "corrupt");
+    return fail_hint(R, err, DSD_EPROTO, obj, "data",
+                     "the stream does not start with a COPY line: the archive "
+                     "is corrupt", PGR_HINT_CORRUPT);
   int rc = take_conn(R, &s->conn, err);
   if (rc) return rc;
   PGresult *res = exec_query(R, s->conn->c, s->header.data, 1);
@@ -620,8 +629,8 @@ static int copy_body(pgr_t *R, pgr_stream_t *s, const char *p, size_t n,
     if (n == 0) return 0;
     char obj[PGR_NAME_MAX + 8];
     snprintf(obj, sizeof(obj), "table %s", s->table);
-    return fail(R, err, DSD_EPROTO, obj, "data",
-                "data after the end of the COPY stream: the archive is corrupt");
+    return fail_hint(R, err, DSD_EPROTO, obj, "data", "data after the end of "
+                     "the COPY stream: the archive is corrupt", PGR_HINT_CORRUPT);
   }
   for (size_t i = 0; i < n; i++)
     if (p[i] == '\n') s->newlines++;
@@ -735,7 +744,8 @@ static int new_stream(pgr_t *R, const char *name, pgr_stream_t **out,
   if (s->kind != PGR_OTHER && s->kind > R->phase) {
     int rc = finish_before(R, s->kind, err);
     if (rc) return rc;
-    R->phase = s->kind;
+    /* post-data is only held in memory until the data is in. */
+    R->phase = s->kind == PGR_POST ? PGR_SEQ : s->kind;
     if (s->kind == PGR_DATA)
       pgr_log(R, "schema applied (%lu statements)", R->statements);
   }
@@ -804,7 +814,7 @@ static int verify_summary(pgr_t *R, const json_t *summary, dsd_err_t *err) {
       char why[512];
       snprintf(why, sizeof(why), "the stream %s does not match summary.json "
                "(%s): the archive is corrupt", s->name, what);
-      return fail(R, err, DSD_EPROTO, obj, "check", why);
+      return fail_hint(R, err, DSD_EPROTO, obj, "check", why, PGR_HINT_CORRUPT);
     }
   }
   /* A stream of the summary that never came is a truncated archive. */
@@ -837,7 +847,7 @@ static void read_manifest(pgr_t *R, const json_t *m) {
                                    : json_is_object(v) ? json_object_size(v)
                                    : json_is_integer(v) ? (size_t)json_integer_value(v) : 0);
     if (!R->bytes_total) {
-      static const char *const names[] = {"bytes_total", "estimated_bytes", "bytes"};
+      static const char *const names[] = {"est_bytes", "bytes_total", "estimated_bytes"};
       for (size_t k = 0; k < 3; k++)
         if (json_is_integer(v = json_object_get(where[i], names[k])))
           R->bytes_total = (uint64_t)json_integer_value(v);
@@ -944,8 +954,9 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
     if (s->kind == PGR_DATA && !s->ended) {
       char obj[PGR_NAME_MAX + 8];
       snprintf(obj, sizeof(obj), "table %s", s->table[0] ? s->table : s->name);
-      rc = fail(&R, err, DSD_EPROTO, obj, "data", "the table's stream ends "
-                "without the COPY trailer: the archive is truncated");
+      rc = fail_hint(&R, err, DSD_EPROTO, obj, "data", "the table's stream "
+                     "ends without the COPY trailer: the archive is truncated",
+                     PGR_HINT_CORRUPT);
       goto cleanup;
     }
   }

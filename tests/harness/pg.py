@@ -377,3 +377,37 @@ def write_pg_archive(path, streams, rows, chunk_size=4 << 20, interleave=2,
     else:
         os.replace(tar_path, path)
     return path
+
+
+def dsd(args, env=None, timeout=900):
+    """Runs `$DSD_BIN args` with env added to the environment (connection
+    URIs go there, DSD_SOURCE_URI / DSD_TARGET_URI, so that no password is
+    in argv); returns the CompletedProcess with text stdout/stderr."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([common.DSD_BIN, *args], env=e, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+
+def require_dsd():
+    """Skips the test when the dsd binary is missing."""
+    if not os.path.exists(common.DSD_BIN):
+        print(f"dsd binary {common.DSD_BIN} not built, skipping")
+        raise SystemExit(SKIP)
+
+
+def compare_databases(pg, src, dst, dst_user=None, dst_password=None):
+    """Asserts that dst holds the same schema and data as src; returns
+    nothing, raises AssertionError with the differences."""
+    a = db_fingerprint(pg, src)
+    b = db_fingerprint(pg, dst, user=dst_user, password=dst_password)
+    diffs = [f"  {k}: source {a.get(k)!r} target {b.get(k)!r}"
+             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    common.check(not diffs, f"data of {dst} differs from {src}:\n" + "\n".join(diffs))
+    sa = pg_dump_schema(pg, src)
+    sb = pg_dump_schema(pg, dst, user=dst_user, password=dst_password)
+    if sa != sb:
+        import difflib
+        d = "".join(list(difflib.unified_diff(sa.splitlines(True), sb.splitlines(True),
+                                              src, dst))[:80])
+        raise AssertionError(f"schema of {dst} differs from {src}:\n{d}")
