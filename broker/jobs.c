@@ -589,6 +589,11 @@ static void *dsd__worker(void *arg) {
     job->next = b->active;
     b->active = job;
     atomic_store(&job->running, 1);
+    /* "queued" would stay until the first progress report otherwise */
+    snprintf(job->progress, sizeof(job->progress), "%s",
+             job->type == DSD_OP_PROVISION ? "starting the dump"
+             : job->type == DSD_OP_UPDATE  ? "starting the import"
+                                           : "deleting");
     pthread_mutex_unlock(&b->lock);
 
     if (job->type == DSD_OP_PROVISION)

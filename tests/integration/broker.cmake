@@ -7,3 +7,5 @@ dsd_add_integration_test(test_broker_s3 integration/test_broker_s3.py
                          TIMEOUT 300 LABELS "broker;s3")
 dsd_add_integration_test(test_broker_pg integration/test_broker_pg.py
                          TIMEOUT 600 LABELS "broker;pg")
+dsd_add_integration_test(test_broker_recovery integration/test_broker_recovery.py
+                         TIMEOUT 600 LABELS "broker;pg")
