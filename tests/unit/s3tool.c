@@ -9,14 +9,18 @@
  *   dsd_s3tool URL head KEY                -> "size=N mtime=T"
  *   dsd_s3tool URL delete KEY
  *   dsd_s3tool URL list [PREFIX]           -> "KEY SIZE" lines
- *   dsd_s3tool URL put-many PREFIX N       (N small objects PREFIX00000..)
+ *   dsd_s3tool URL put-many PREFIX N [THREADS]
+ *              N small objects PREFIX00000.., written by THREADS threads
+ *              sharing one store (default 1)
  *   dsd_s3tool URL stream-write KEY [--part-size N] [--in-flight N]
  *              [--fail-after N] [--cancel-after N] [--crash-after N]
  *              [--chunk N] < data
  *              prints "upload-id ID KEY" when the multipart upload starts;
  *              --fail-after N aborts the writer after N bytes (exit 3),
  *              --cancel-after N raises the cancel flag after N bytes,
- *              --crash-after N exits at once after N bytes (exit 4)
+ *              --crash-after N kills itself (SIGKILL) after N bytes;
+ *              at the end prints "maxrss KIB" (peak resident memory)
+ *              and "sanitizer 1" when built with ASan or TSan
  *   dsd_s3tool URL abort-uploads KEY [UPLOAD_ID]
  *   dsd_s3tool client list-uploads BUCKET PREFIX -> "KEY UPLOAD_ID" lines
  *   dsd_s3tool client presign BUCKET KEY SECONDS -> URL
@@ -24,6 +28,8 @@
  * URL is any storage URL (file:// or s3://). Errors print
  * "error: MESSAGE (ENAME)" on stderr and exit 1.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +67,44 @@ static int on_created(void *data, const char *key, const char *upload_id) {
   printf("upload-id %s %s\n", upload_id, key);
   fflush(stdout);
   return 0;
+}
+
+typedef struct put_many_job {
+  dsd_blob_store_t *s;
+  const char *prefix;
+  int from, step, n;
+  int rc;
+  dsd_err_t err;
+} put_many_job_t;
+
+static void *put_many_main(void *arg) {
+  put_many_job_t *j = arg;
+  char k[1100];
+  for (int i = j->from; i < j->n && !j->rc; i += j->step) {
+    snprintf(k, sizeof k, "%s%05d", j->prefix, i);
+    j->rc = dsd_blob_put(j->s, k, k, strlen(k), &j->err);
+  }
+  return NULL;
+}
+
+static void print_maxrss(void) {
+  /* VmHWM, not getrusage(): ru_maxrss survives exec and so counts the
+   * memory of the (forked) parent before exec. */
+  long hwm = -1;
+  char line[256];
+  FILE *f = fopen("/proc/self/status", "r");
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) hwm = strtol(line + 6, NULL, 10);
+  if (f) fclose(f);
+  printf("maxrss %ld\n", hwm);
+  /* Sanitizers keep freed memory (quarantine, shadow): no bound holds. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  printf("sanitizer 1\n");
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  printf("sanitizer 1\n");
+#endif
+#endif
 }
 
 static int stream_write(dsd_blob_store_t *s, const char *key, int argc,
@@ -111,13 +155,14 @@ static int stream_write(dsd_blob_store_t *s, const char *key, int argc,
     if (crash_after >= 0 && total >= crash_after) {
       /* A process killed mid-upload: nothing is cleaned up. */
       fflush(stdout);
-      _exit(4);
+      raise(SIGKILL);
     }
   }
   free(buf);
   rc = dsd_blob_writer_close(w, &err);
   if (rc) return fail(&err, rc);
   printf("wrote %lld\n", total);
+  print_maxrss();
   return 0;
 }
 
@@ -209,10 +254,21 @@ int main(int argc, char **argv) {
     rc = dsd_blob_list(s, key ? key : "", print_entry, NULL, &err);
   } else if (!strcmp(cmd, "put-many") && key && argc > 4) {
     int n = atoi(argv[4]);
-    char k[1100];
-    for (int i = 0; i < n && !rc; i++) {
-      snprintf(k, sizeof k, "%s%05d", key, i);
-      rc = dsd_blob_put(s, k, k, strlen(k), &err);
+    int nt = argc > 5 ? atoi(argv[5]) : 1;
+    if (nt < 1 || nt > 64) nt = 1;
+    pthread_t tids[64];
+    put_many_job_t jobs[64];
+    for (int t = 0; t < nt; t++) {
+      jobs[t] = (put_many_job_t){s, key, t, nt, n, 0, {0}};
+      if (pthread_create(&tids[t], NULL, put_many_main, &jobs[t]) != 0)
+        put_many_main(&jobs[t]), tids[t] = 0;
+    }
+    for (int t = 0; t < nt; t++) {
+      if (tids[t]) pthread_join(tids[t], NULL);
+      if (jobs[t].rc && !rc) {
+        rc = jobs[t].rc;
+        dsd_err_set(&err, rc, "%s", dsd_err_msg(&jobs[t].err));
+      }
     }
   } else if (!strcmp(cmd, "stream-write") && key) {
     rc = stream_write(s, key, argc - 4, argv + 4);
