@@ -273,6 +273,9 @@ int dsd_cmd_dump(int argc, char **argv) {
     goto cleanup;
   }
   dsd__install_signals();
+  /* Info lines arrive through the log hook below; the logger would print
+   * them a second time. */
+  dsd_log_set_level(DSD_LOG_WARN);
   o.dialect = dialect;
   o.source_uri = source;
   o.anonymize = anon;
@@ -370,6 +373,7 @@ int dsd_cmd_restore(int argc, char **argv) {
     goto cleanup;
   }
   dsd__install_signals();
+  dsd_log_set_level(DSD_LOG_WARN);
   memset(&o, 0, sizeof o);
   o.target_uri = target;
   o.clean = clean;
