@@ -190,8 +190,8 @@ static int mask(const struct dsd__anon_rule *rule, const char *in, size_t len,
   return dsd_buf_append(out, in + tail, len - tail);
 }
 
-static int regex_replace(const struct dsd__anon_rule *rule, const char *in,
-                         size_t len, dsd_buf_t *out) {
+static int regex_replace_nul(const struct dsd__anon_rule *rule, const char *in,
+                             size_t len, dsd_buf_t *out) {
   regmatch_t m[10];
   size_t off = 0;
   int rc = 0;
@@ -233,6 +233,22 @@ static int regex_replace(const struct dsd__anon_rule *rule, const char *in,
     }
   }
   if (off < len) rc = dsd_buf_append(out, in + off, len - off);
+  return rc;
+}
+
+/* regexec needs a NUL-terminated string (sanitizers and some libcs read to
+ * the NUL even with REG_STARTEND), so the value is copied: on the stack
+ * when small, which is the common case. */
+static int regex_replace(const struct dsd__anon_rule *rule, const char *in, size_t len,
+                         dsd_buf_t *out) {
+  char small[512];
+  char *copy = len < sizeof(small) ? small : malloc(len + 1);
+  int rc;
+  if (copy == NULL) return DSD_ENOMEM;
+  memcpy(copy, in, len);
+  copy[len] = '\0';
+  rc = regex_replace_nul(rule, copy, len, out);
+  if (copy != small) free(copy);
   return rc;
 }
 
