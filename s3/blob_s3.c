@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "core/log.h"
 #include "s3/s3.h"
 
@@ -438,6 +440,56 @@ static void writer_discard(s3_writer_t *w) {
   }
 }
 
+/* The ETag S3 gives a completed multipart object: MD5 of the concatenated
+ * binary MD5s of the parts, then "-" and the part count. Returns false when
+ * a part ETag is not a plain MD5 (SSE-KMS, other servers). */
+bool dsd__s3_multipart_etag(const char *const *etags, int n, char *out,
+                            size_t outlen) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  bool ok = n > 0;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) ok = false;
+  for (int i = 0; i < n && ok; i++) {
+    const char *e = etags[i];
+    unsigned char bin[16];
+    if (!e) {
+      ok = false;
+      break;
+    }
+    if (*e == '"') e++;
+    for (int b = 0; b < 16 && ok; b++) {
+      unsigned v = 0;
+      if (sscanf(e + 2 * b, "%2x", &v) != 1) ok = false;
+      bin[b] = (unsigned char)v;
+    }
+    if (ok && !((e[32] == '"' && e[33] == '\0') || e[32] == '\0')) ok = false;
+    if (ok && !EVP_DigestUpdate(ctx, bin, sizeof bin)) ok = false;
+  }
+  if (ok && !EVP_DigestFinal_ex(ctx, md, &mdlen)) ok = false;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return false;
+  char hex[33];
+  for (unsigned i = 0; i < 16 && i < mdlen; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  snprintf(out, outlen, "\"%s-%d\"", hex, n);
+  return true;
+}
+
+/* After a Complete whose answer was lost, the retry finds no upload: the
+ * object is there if its ETag is exactly the one these parts make. */
+static bool completed_meanwhile(s3_writer_t *w, int n) {
+  char want[64];
+  dsd_s3_object_info_t info;
+  dsd_err_t e = {0};
+  if (!dsd__s3_multipart_etag((const char *const *)w->etags, n, want,
+                              sizeof want))
+    return false;
+  if (dsd_s3_head_object(w->st->client, w->st->bucket, w->key, &info, &e))
+    return false;
+  return strcmp(info.etag, want) == 0;
+}
+
 static int w_close(dsd_blob_writer_t *bw, dsd_err_t *err) {
   s3_writer_t *w = (s3_writer_t *)bw;
   int rc = w->base.err.code;
@@ -469,6 +521,14 @@ static int w_close(dsd_blob_writer_t *bw, dsd_err_t *err) {
     for (int i = 0; i < n; i++) parts[i] = (dsd_s3_part_t){i + 1, w->etags[i]};
     rc = dsd_s3_complete_multipart_upload(w->st->client, w->st->bucket, w->key,
                                           w->upload_id, parts, (size_t)n, &e);
+    if (rc == DSD_ENOTFOUND && completed_meanwhile(w, n)) {
+      dsd_log_info("s3: multipart upload of %s/%s had completed before its "
+                   "answer was lost",
+                   w->st->bucket, w->key);
+      rc = 0;
+      free(w->upload_id); /* nothing left to abort */
+      w->upload_id = NULL;
+    }
     if (rc) writer_fail(w, rc, &e);
   }
 cleanup:

@@ -14,6 +14,7 @@
 #ifndef DSD_S3_BLOB_S3_H
 #define DSD_S3_BLOB_S3_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/blob.h"
@@ -33,5 +34,12 @@ int dsd_blob_s3_open(const char *url, dsd_blob_store_t **out, dsd_err_t *err);
  * 8 MiB base hold more than S3's 5 TiB object limit), clamped to
  * [DSD_S3_MIN_PART_SIZE, DSD_S3_MAX_PART_SIZE]. */
 size_t dsd__s3_part_size(size_t base, int part_number);
+
+/* Computes into out the ETag of a multipart object made of parts with
+ * these ETags ("\"md5hex\"" each): "\"MD5(part MD5s)-N\"". Returns false if
+ * a part ETag is not a plain MD5. Used to recognise a completion whose
+ * answer was lost. */
+bool dsd__s3_multipart_etag(const char *const *etags, int n, char *out,
+                            size_t outlen);
 
 #endif

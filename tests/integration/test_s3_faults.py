@@ -89,6 +89,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if action == "complete-error":
             return self.reply(200, ERR.format(code="InternalError"))
+        lose_answer = action == "lose-answer"
         up = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=60)
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in ("connection", "keep-alive")}
@@ -97,6 +98,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         resp = up.getresponse()
         data = resp.read()
         up.close()
+        if lose_answer:  # the server acted, but its answer never arrives
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "keep-alive",
@@ -213,6 +218,19 @@ class FaultTest(unittest.TestCase):
                  input=data)
         self.assertIn(b"answered 200 with InternalError", r.stderr)
         self.assertEqual(tool("getall", "retry/complete").stdout, data)
+
+    def test_complete_whose_answer_was_lost(self):
+        # The retried Complete finds no upload (it completed); the writer
+        # recognises the object by its multipart ETag instead of failing.
+        data = os.urandom(11 * MiB)
+        PLAN.set(("POST", "uploadId=", "lose-answer", 1))
+        r = tool("stream-write", "retry/lost", "--part-size", 5 * MiB,
+                 input=data)
+        self.assertIn(b"had completed before its answer was lost", r.stderr)
+        self.assertEqual(len([e for e in PLAN.log if e[0] == "POST" and
+                              "uploadId=" in e[1]]), 2)
+        self.assertEqual(tool("getall", "retry/lost").stdout, data)
+        self.assertEqual(uploads("retry/lost"), [])
 
     def test_complete_200_with_error_fails_and_aborts(self):
         data = os.urandom(6 * MiB)

@@ -84,6 +84,19 @@ static void test_part_size_growth(void **state) {
     assert_true(dsd__s3_part_size(base, n) >= dsd__s3_part_size(base, n - 1));
 }
 
+static void test_multipart_etag(void **state) {
+  /* Two parts "a" and "b": MD5s 0cc175b9... and 92eb5ffe...; the object
+   * ETag is MD5 of their 32 binary bytes, "-2". */
+  const char *etags[] = {"\"0cc175b9c0f1b6a831c399e269772661\"",
+                         "92eb5ffee6ae2fec3ad71c777531578f"};
+  char out[64];
+  assert_true(dsd__s3_multipart_etag(etags, 2, out, sizeof out));
+  assert_string_equal(out, "\"96e024ba2074fe77e8e965ba43a704be-2\"");
+  const char *bad[] = {"\"0cc175b9c0f1b6a831c399e269772661\"", "\"kms-etag\""};
+  assert_false(dsd__s3_multipart_etag(bad, 2, out, sizeof out));
+  assert_false(dsd__s3_multipart_etag(etags, 0, out, sizeof out));
+}
+
 static void test_client_config_errors(void **state) {
   dsd_s3_client_t *c = NULL;
   dsd_err_t err = {0};
@@ -195,6 +208,7 @@ int main(void) {
       cmocka_unit_test(test_backoff),
       cmocka_unit_test(test_retryable),
       cmocka_unit_test(test_part_size_growth),
+      cmocka_unit_test(test_multipart_etag),
       cmocka_unit_test(test_client_config_errors),
       cmocka_unit_test(test_store_open_dispatch),
       cmocka_unit_test(test_connection_refused_is_retried_then_reported),
