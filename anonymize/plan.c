@@ -148,6 +148,8 @@ int dsd_anon_type_parse(const char *dialect, const char *name,
   }
   if (!mysql && n > 2 && strcmp(name + n - 2, "[]") == 0) {
     dsd_anon_type_t elem;
+    memset(&elem, 0, sizeof(elem));
+    elem.scale = -1;
     parse_scalar(false, name, &elem);
     out->kind = DSD_ANON_ARRAY;
     out->elem = elem.kind == DSD_ANON_ARRAY ? DSD_ANON_OTHER : elem.kind;
