@@ -6,6 +6,9 @@
                               implements AbortMultipartUpload, enforces the
                               5 MiB minimum part size; fauxqs.js adds
                               ListMultipartUploads. No signature checks.
+  start_tls_proxy(server)     an https:// front for either (self-signed
+                              certificate made with the openssl CLI); the
+                              result also has "ca_file".
 
 Both return dict(endpoint, bucket, access_key, secret_key, directory,
 name) and are stopped when the test process exits. env_for(server) gives
@@ -17,9 +20,13 @@ this file; npm_install() runs `npm ci` when node_modules is missing.
 """
 
 import os
+import select
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 
 import common
 
@@ -102,11 +109,79 @@ def start_fauxqs(bucket="dsd"):
                   d)
 
 
+def _pump(tls, up):
+    """Copies bytes both ways between a TLS socket and a plain one."""
+    try:
+        while True:
+            ready = [tls] if tls.pending() else \
+                select.select([tls, up], [], [], 120)[0]
+            if not ready:
+                return
+            for s in ready:
+                try:
+                    data = s.recv(65536)
+                except ssl.SSLWantReadError:
+                    continue
+                if not data:
+                    return
+                (up if s is tls else tls).sendall(data)
+    except OSError:
+        return
+    finally:
+        for s in (tls, up):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def start_tls_proxy(server):
+    """Terminates TLS on a new loopback port and forwards to server."""
+    d = common.tmpdir("dsd-tls-")
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    upstream = int(server["endpoint"].rsplit(":", 1)[1])
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+    port = lsock.getsockname()[1]
+
+    def serve(conn):
+        try:
+            conn.settimeout(30)
+            tls = ctx.wrap_socket(conn, server_side=True)
+            tls.settimeout(None)
+        except (OSError, ssl.SSLError):
+            conn.close()  # e.g. a client that refused our certificate
+            return
+        _pump(tls, socket.create_connection(("127.0.0.1", upstream)))
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    common.on_exit(lsock.close)
+    return dict(server, endpoint=f"https://127.0.0.1:{port}", ca_file=cert)
+
+
 def env_for(server, **overrides):
     """The environment the dsd code reads to reach server."""
     env = dict(os.environ)
     for k in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-              "DSD_S3_LIST_PAGE_SIZE", "DSD_S3_READ_CHUNK"):
+              "DSD_S3_LIST_PAGE_SIZE", "DSD_S3_READ_CHUNK", "DSD_S3_CA_FILE"):
         env.pop(k, None)
     env.update({
         "AWS_ACCESS_KEY_ID": server["access_key"],

@@ -9,4 +9,6 @@ if(TARGET dsd_s3)
                            TIMEOUT 600 LABELS s3)
   dsd_add_integration_test(test_s3_faults integration/test_s3_faults.py
                            TIMEOUT 600 LABELS s3)
+  dsd_add_integration_test(test_s3_tls integration/test_s3_tls.py
+                           TIMEOUT 300 LABELS s3)
 endif()
