@@ -71,6 +71,7 @@ typedef struct dsd__pg_table {
   char *schema, *name;
   char *qname;   /* "schema"."name" */
   char *collist; /* "a", "b" (empty when the table has no columns) */
+  char *root;    /* "schema.name" of the partitioned root, or NULL */
   dsd__pg_col_t *cols;
   size_t ncols, capcols;
   uint64_t est_bytes;
@@ -255,13 +256,23 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
   dsd_buf_t q = DSD_BUF_INIT;
   int rc, n;
 
-  rc = dsd__pg_exec(st->leader,
-                    "SELECT c.oid, n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid)"
-                    " FROM pg_catalog.pg_class c"
-                    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE c.relkind = 'r' AND" DSD__PG_USER_REL
-                    " ORDER BY n.nspname, c.relname",
-                    "cannot list the tables", &r, err);
+  /* A leaf partition also names its partitioned root, so anonymization
+   * rules written for "public.events" apply to "public.events_2024". */
+  dsd_buf_printf(&sql,
+                 "SELECT c.oid, n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid), %s"
+                 " FROM pg_catalog.pg_class c"
+                 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace%s"
+                 " WHERE c.relkind = 'r' AND" DSD__PG_USER_REL
+                 " ORDER BY n.nspname, c.relname",
+                 st->server_num >= 120000 ? "rn.nspname, rc.relname" : "NULL, NULL",
+                 st->server_num >= 120000
+                     ? " LEFT JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root(c.oid)"
+                       " AND rc.oid <> c.oid"
+                       " LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
+                     : "");
+  rc = sql.data ? dsd__pg_exec(st->leader, sql.data, "cannot list the tables", &r, err)
+                : dsd_err_set(err, DSD_ENOMEM, "out of memory");
+  dsd_buf_reset(&sql);
   if (rc < 0)
     goto cleanup;
   n = PQntuples(r);
@@ -278,6 +289,12 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
     t->schema = dsd__strdup(PQgetvalue(r, i, 1));
     t->name = dsd__strdup(PQgetvalue(r, i, 2));
     t->est_bytes = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+    if (!PQgetisnull(r, i, 4) && asprintf(&t->root, "%s.%s", PQgetvalue(r, i, 4),
+                                          PQgetvalue(r, i, 5)) < 0) {
+      t->root = NULL;
+      rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
+      goto cleanup;
+    }
     dsd_buf_reset(&q);
     if (dsd__pg_quote_ident(&q, t->schema) < 0 || dsd_buf_append_char(&q, '.') < 0 ||
         dsd__pg_quote_ident(&q, t->name) < 0 || (t->qname = strdup(q.data)) == NULL ||
@@ -445,24 +462,38 @@ static int dsd__lock_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
 #ifdef DSD_HAVE_ANONYMIZE
 static int dsd__plan_anonymize(dsd__pg_dump_t *st, const dsd_anon_rules_t *rules,
                                dsd_err_t *err) {
-  char **names = calloc(st->ntables + 1, sizeof *names);
+  /* names: every dumped table, then the partitioned roots (which have no
+   * data of their own but may be named by rules). */
+  char **names = calloc(2 * st->ntables + 1, sizeof *names);
+  size_t nnames = st->ntables;
   dsd_anon_column_t *cols = NULL;
+  json_t *rj = dsd_anon_rules_to_json(rules);
+  json_t *rtables = rj ? json_object_get(rj, "tables") : NULL;
   int rc = 0;
 
-  if (names == NULL)
-    return dsd_err_set(err, DSD_ENOMEM, "out of memory");
+  if (names == NULL || rj == NULL) {
+    rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
+    goto cleanup;
+  }
   for (size_t i = 0; i < st->ntables; i++) {
     if (asprintf(&names[i], "%s.%s", st->tables[i].schema, st->tables[i].name) < 0) {
       names[i] = NULL;
       rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
       goto cleanup;
     }
+    if (st->tables[i].root != NULL && (names[nnames] = strdup(st->tables[i].root)) != NULL)
+      nnames++;
   }
-  rc = dsd_anon_rules_check_tables(rules, (const char *const *)names, st->ntables, err);
+  rc = dsd_anon_rules_check_tables(rules, (const char *const *)names, nnames, err);
   if (rc < 0)
     goto cleanup;
   for (size_t i = 0; i < st->ntables; i++) {
     dsd__pg_table_t *t = &st->tables[i];
+    const char *plan_name = names[i];
+    /* A partition without rules of its own takes its root's rules. */
+    if (t->root != NULL && json_object_get(rtables, names[i]) == NULL &&
+        json_object_get(rtables, t->root) != NULL)
+      plan_name = t->root;
     free(cols);
     cols = calloc(t->ncols + 1, sizeof *cols);
     if (cols == NULL) {
@@ -474,15 +505,16 @@ static int dsd__plan_anonymize(dsd__pg_dump_t *st, const dsd_anon_rules_t *rules
       cols[c].not_null = t->cols[c].not_null;
       dsd_anon_type_parse("pg", t->cols[c].type, &cols[c].type);
     }
-    rc = dsd_anon_plan_table(rules, names[i], cols, t->ncols, &t->plan, err);
+    rc = dsd_anon_plan_table(rules, plan_name, cols, t->ncols, &t->plan, err);
     if (rc < 0)
       goto cleanup;
   }
 cleanup:
-  for (size_t i = 0; i < st->ntables; i++)
+  for (size_t i = 0; names && i < nnames; i++)
     free(names[i]);
   free(names);
   free(cols);
+  json_decref(rj);
   return rc;
 }
 #endif
@@ -504,6 +536,8 @@ static json_t *dsd__manifest_pg(const dsd__pg_dump_t *st) {
     tj = json_pack("{s:I, s:s, s:s, s:o, s:s, s:I}", "id", (json_int_t)t->id, "schema",
                    t->schema, "name", t->name, "columns", cols, "stream", stream, "est_bytes",
                    (json_int_t)t->est_bytes);
+    if (tj != NULL && t->root != NULL)
+      json_object_set_new(tj, "partition_of", json_string(t->root));
     if (tj == NULL || json_array_append_new(tables, tj) != 0)
       goto fail;
   }
@@ -640,6 +674,7 @@ void dsd__pg_dump_free(void *state) {
     free(t->name);
     free(t->qname);
     free(t->collist);
+    free(t->root);
   }
   free(st->tables);
   free(st->order);
