@@ -173,6 +173,18 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(tool("getall", "retry/put").stdout, data)
         self.assert_bodies_well_formed()
 
+    def test_session_token_is_sent_and_signed(self):
+        token = "FwoGZXIvYXdzEXAMPLE/token+" + os.urandom(8).hex()
+        PLAN.set()
+        env = s3.env_for(PROXY, AWS_SESSION_TOKEN=token)
+        r = tool("put", "retry/token", input=b"t", env=env)
+        put = [e for e in PLAN.log if e[0] == "PUT"][0]
+        low = {k.lower(): v for k, v in put[2].items()}
+        self.assertEqual(low["x-amz-security-token"], token)
+        self.assertIn("x-amz-security-token", low["authorization"].split(
+            "SignedHeaders=")[1].split(",")[0].split(";"))
+        self.assertNotIn(token.encode(), r.stdout + r.stderr)
+
     def test_persistent_5xx_gives_up_after_5_attempts(self):
         PLAN.set(("PUT", "/dsd/retry/never", "500", 99))
         r = tool("put", "retry/never", input=b"x", check=False)
