@@ -45,8 +45,12 @@ const struct dsd__anon_rule dsd__anon_auto_rule = {
 /* ------------------------------------------------------------------ */
 /* Type names                                                          */
 
-static bool starts(const char *s, const char *prefix) {
-  return strncasecmp(s, prefix, strlen(prefix)) == 0;
+/* Whether type name s is the word w, possibly followed by "(", " " or
+ * "[" (so "int4range" and "jsonpath" are not taken for int4 and json). */
+static bool starts(const char *s, const char *w) {
+  size_t n = strlen(w);
+  return strncasecmp(s, w, n) == 0 &&
+         (s[n] == '\0' || s[n] == '(' || s[n] == ' ' || s[n] == '[');
 }
 
 /* First "(n" or "(p,s)" in s. */
@@ -79,7 +83,7 @@ static void parse_scalar(bool mysql, const char *n, dsd_anon_type_t *t) {
   } else if (starts(n, "tinytext")) {
     t->kind = DSD_ANON_TEXT;
     t->max_len = 255;
-  } else if (mysql && starts(n, "tinyint(1)")) {
+  } else if (mysql && strncasecmp(n, "tinyint(1)", 10) == 0) {
     t->kind = DSD_ANON_BOOL;
   } else if (starts(n, "tinyint")) {
     t->kind = DSD_ANON_INT1;
@@ -87,8 +91,7 @@ static void parse_scalar(bool mysql, const char *n, dsd_anon_type_t *t) {
     t->kind = DSD_ANON_INT2;
   } else if (starts(n, "mediumint")) {
     t->kind = DSD_ANON_INT3;
-  } else if (starts(n, "integer") || starts(n, "int4") ||
-             (starts(n, "int") && !starts(n, "interval") && !starts(n, "int8"))) {
+  } else if (starts(n, "integer") || starts(n, "int4") || starts(n, "int")) {
     t->kind = DSD_ANON_INT4;
   } else if (starts(n, "bigint") || starts(n, "int8")) {
     t->kind = DSD_ANON_INT8;
@@ -96,31 +99,33 @@ static void parse_scalar(bool mysql, const char *n, dsd_anon_type_t *t) {
     t->kind = DSD_ANON_NUMERIC;
     t->precision = a;
     t->scale = a > 0 ? (b >= 0 ? b : 0) : -1;
-  } else if (starts(n, "real") || starts(n, "double") || starts(n, "float")) {
+  } else if (starts(n, "real") || starts(n, "double precision") || starts(n, "double") ||
+             starts(n, "float") || starts(n, "float4") || starts(n, "float8")) {
     t->kind = DSD_ANON_FLOAT;
-  } else if (starts(n, "date") && !starts(n, "datetime") && !starts(n, "daterange")) {
+  } else if (starts(n, "date")) {
     t->kind = DSD_ANON_DATE;
   } else if (starts(n, "datetime")) {
     t->kind = DSD_ANON_TIMESTAMP;
-  } else if (starts(n, "timestamp")) {
-    t->kind = strstr(n, "with time zone") && !strstr(n, "without")
+  } else if (starts(n, "timestamp") || starts(n, "timestamptz")) {
+    t->kind = (strstr(n, "with time zone") && !strstr(n, "without")) ||
+                      starts(n, "timestamptz")
                   ? DSD_ANON_TIMESTAMPTZ
                   : DSD_ANON_TIMESTAMP;
     if (mysql) {
       t->min_year = 1970; /* mysql TIMESTAMP is a 32-bit epoch */
       t->max_year = 2037;
     }
-  } else if (starts(n, "time")) {
+  } else if (starts(n, "time") || starts(n, "timetz")) {
     t->kind = DSD_ANON_TIME;
   } else if (starts(n, "uuid")) {
     t->kind = DSD_ANON_UUID;
   } else if (starts(n, "boolean") || starts(n, "bool")) {
     t->kind = DSD_ANON_BOOL;
-  } else if (starts(n, "json")) {
+  } else if (starts(n, "json") || starts(n, "jsonb")) {
     t->kind = DSD_ANON_JSON;
   } else if (starts(n, "bytea") || starts(n, "blob") || starts(n, "tinyblob") ||
-             starts(n, "mediumblob") || starts(n, "longblob") ||
-             starts(n, "binary") || starts(n, "varbinary")) {
+             starts(n, "mediumblob") || starts(n, "longblob") || starts(n, "binary") ||
+             starts(n, "varbinary")) {
     t->kind = DSD_ANON_BYTES;
   } else {
     t->kind = DSD_ANON_OTHER;

@@ -462,6 +462,27 @@ static void test_type_parse(void **state) {
   assert_int_equal(t.min_year, 1970);
   dsd_anon_type_parse("mysql", "enum('a','b')", &t);
   assert_int_equal(t.kind, DSD_ANON_OTHER);
+  /* Look-alike names are not taken for the type they start with. */
+  dsd_anon_type_parse("pg", "int4range", &t);
+  assert_int_equal(t.kind, DSD_ANON_OTHER);
+  dsd_anon_type_parse("pg", "jsonpath", &t);
+  assert_int_equal(t.kind, DSD_ANON_OTHER);
+  dsd_anon_type_parse("pg", "daterange", &t);
+  assert_int_equal(t.kind, DSD_ANON_OTHER);
+  dsd_anon_type_parse("pg", "double precision", &t);
+  assert_int_equal(t.kind, DSD_ANON_FLOAT);
+  dsd_anon_type_parse("pg", "character", &t);
+  assert_int_equal(t.max_len, 1);
+  dsd_anon_type_parse("pg", "integer[]", &t);
+  assert_int_equal(t.kind, DSD_ANON_ARRAY);
+  assert_int_equal(t.elem, DSD_ANON_INT4);
+  dsd_anon_type_parse("mysql", "int(11)", &t);
+  assert_int_equal(t.kind, DSD_ANON_INT4);
+  dsd_anon_type_parse("mysql", "bigint(20) unsigned", &t);
+  assert_int_equal(t.kind, DSD_ANON_INT8);
+  assert_true(t.is_unsigned);
+  dsd_anon_type_parse("mysql", "tinyint(4)", &t);
+  assert_int_equal(t.kind, DSD_ANON_INT1);
   assert_int_equal(dsd_anon_type_parse("oracle", "number", &t), DSD_EINVAL);
 }
 
