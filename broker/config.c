@@ -3,16 +3,17 @@
  *
  * Cloud Foundry passes configuration through environment variables (PORT,
  * VCAP_SERVICES, ...), so that is the only source. The variables and their
- * defaults are listed in DESIGN.md ("Configuration of dsd serve"). The broker
+ * defaults are listed in DESIGN.md ("Configuration of dsd serve"); the
+ * storage URL comes from core/storage_env.c (DSD_STORAGE or VCAP_SERVICES). The broker
  * password and the CF client secret are registered with the log redactor as
  * soon as they are read, so no later log line can carry them.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "broker/broker.h"
+#include "core/storage_env.h"
 
 static char *dsd__env_dup(const char *name) {
   const char *v = getenv(name);
@@ -84,20 +85,11 @@ int dsd_broker_config_from_env(dsd_broker_config_t *c, dsd_err_t *err) {
   }
   dsd_redact_register(c->password);
 
-  c->storage_url = dsd__env_dup("DSD_STORAGE");
-  if (c->storage_url == NULL) {
-    char cwd[4096];
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-      rc = dsd_err_set(err, DSD_ECONFIG, "cannot get the current directory for the default "
-                       "DSD_STORAGE\nHINT: set DSD_STORAGE=file:///abs/dir or s3://bucket");
-      goto cleanup;
-    }
-    if (asprintf(&c->storage_url, "file://%s/dsd-data", cwd) < 0) {
-      c->storage_url = NULL;
-      rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
-      goto cleanup;
-    }
-  }
+  /* DSD_STORAGE, else an S3 service in VCAP_SERVICES (which also sets the
+   * AWS_* variables), else file://$PWD/dsd-data */
+  rc = dsd_storage_url_from_env(&c->storage_url, err);
+  if (rc < 0)
+    goto cleanup;
 
   const char *direct = getenv("DSD_ALLOW_DIRECT_URIS");
   if (direct == NULL || direct[0] == '\0' || strcmp(direct, "false") == 0)
