@@ -130,8 +130,8 @@ extern const struct dsd__anon_rule dsd__anon_auto_rule;
 const dsd__anon_table_rules_t *dsd__anon_find_table(const dsd_anon_rules_t *r,
                                                      const char *table);
 
-/* Appends to b the error-message form of a rule's location:
- * anonymize.tables."public.t".col (keys quoted unless plain identifiers). */
+/* Writes a key as it appears in error messages: quoted unless it is a
+ * plain identifier, as in anonymize.tables."public.t".col. */
 void dsd__anon_key_repr(char *dst, size_t dstlen, const char *key);
 
 /* Which strategies a column kind accepts (plan-time check). */
@@ -148,8 +148,7 @@ typedef struct dsd__anon_ctx {
 } dsd__anon_ctx_t;
 
 /* Transforms one value. Output replaces out's content. Returns 0 or
- * DSD_EINVAL (input not valid for the type), DSD_ENOMEM. lenient: a type
- * mismatch gives NULL instead of an error (document fields). */
+ * DSD_EINVAL (input not valid for the type), DSD_ENOMEM. */
 int dsd__anon_transform(const dsd__anon_ctx_t *c,
                         const struct dsd__anon_rule *rule,
                         const dsd_anon_type_t *type, const char *in,

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -726,6 +728,62 @@ static void test_no_malloc_growth_in_common_path(void **state) {
   dsd_anon_rules_free(r);
 }
 
+/* Plans are shared read-only by the driver's worker threads. */
+typedef struct thread_job {
+  const dsd_anon_table_plan_t *p;
+  char **expected;
+  int n;
+  int mismatches;
+} thread_job_t;
+
+static void *thread_main(void *arg) {
+  thread_job_t *job = arg;
+  dsd_buf_t out = DSD_BUF_INIT;
+  bool n;
+  char in[64];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < job->n; i++) {
+      snprintf(in, sizeof(in), "user%d@example.org call 555-%04d", i, i);
+      if (dsd_anon_apply(job->p, 0, in, strlen(in), false, &out, &n) != 0 ||
+          strcmp(out.data, job->expected[i]) != 0) {
+        job->mismatches++;
+      }
+    }
+  }
+  dsd_buf_free(&out);
+  return NULL;
+}
+
+static void test_threads_share_a_plan(void **state) {
+  enum { N = 2000, T = 4 };
+  const char *rules[] = {"\"email\"", "{\"strategy\": \"regex_replace\", \"pattern\": "
+                         "\"[0-9]{3}-([0-9]{4})\", \"replacement\": \"XXX-\\\\1\"}"};
+  for (size_t k = 0; k < 2; k++) {
+    dsd_anon_rules_t *r = rules_for(SALT, rules[k]);
+    dsd_anon_table_plan_t *p = plan_for(r, T_TEXT);
+    char **expected = calloc(N, sizeof(char *));
+    char in[64];
+    for (int i = 0; i < N; i++) {
+      snprintf(in, sizeof(in), "user%d@example.org call 555-%04d", i, i);
+      expected[i] = run(p, in);
+    }
+    pthread_t th[T];
+    thread_job_t jobs[T];
+    for (int t = 0; t < T; t++) {
+      jobs[t] = (thread_job_t){p, expected, N, 0};
+      assert_int_equal(pthread_create(&th[t], NULL, thread_main, &jobs[t]), 0);
+    }
+    for (int t = 0; t < T; t++) {
+      pthread_join(th[t], NULL);
+      assert_int_equal(jobs[t].mismatches, 0);
+    }
+    for (int i = 0; i < N; i++) free(expected[i]);
+    free(expected);
+    dsd_anon_plan_free(p);
+    dsd_anon_rules_free(r);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hmac_matches_openssl),
@@ -745,6 +803,7 @@ int main(void) {
       cmocka_unit_test(test_json_and_arrays),
       cmocka_unit_test(test_allow_list_transforms),
       cmocka_unit_test(test_no_malloc_growth_in_common_path),
+      cmocka_unit_test(test_threads_share_a_plan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
