@@ -532,7 +532,49 @@ static uint64_t data_rows(const pgr_stream_t *s) {
   return s->newlines >= 1 ? s->newlines - 1 : 0;
 }
 
-/* "COPY "s"."t" (a, b) FROM stdin;" -> "s"."t" as written. */
+/* Drops the quotes around the parts of a qualified name that do not need
+ * them ("public"."orders" -> public.orders) so messages read naturally;
+ * "Mixed Case" keeps its quotes. In place. */
+static void simplify_name(char *name) {
+  char out[PGR_NAME_MAX];
+  size_t o = 0;
+  const char *p = name;
+  while (*p && o + 1 < sizeof(out)) {
+    if (*p == '"') {
+      const char *q = p + 1;
+      size_t n = 0;
+      int plain = *q == '_' || (*q >= 'a' && *q <= 'z');
+      while (q[n] && q[n] != '"') {
+        char c = q[n];
+        if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) plain = 0;
+        n++;
+      }
+      if (q[n] == '"' && q[n + 1] != '"' && plain && n > 0 && o + n < sizeof(out)) {
+        memcpy(out + o, q, n);
+        o += n;
+        p = q + n + 1;
+        continue;
+      }
+      /* Not simple: copy the quoted part as it is. */
+      out[o++] = *p++;
+      while (*p && o + 1 < sizeof(out)) {
+        if (*p == '"' && p[1] == '"') {
+          out[o++] = *p++;
+          if (o + 1 < sizeof(out)) out[o++] = *p++;
+          continue;
+        }
+        out[o++] = *p;
+        if (*p++ == '"') break;
+      }
+      continue;
+    }
+    out[o++] = *p++;
+  }
+  out[o] = '\0';
+  memcpy(name, out, o + 1);
+}
+
+/* "COPY "s"."t" (a, b) FROM stdin;" -> s.t (quoted where needed). */
 static void table_from_header(const char *h, char *out, size_t cap) {
   const char *p = h;
   if (starts_with_ci(p, "COPY ")) p += 5;
@@ -545,6 +587,7 @@ static void table_from_header(const char *h, char *out, size_t cap) {
   }
   out[o] = '\0';
   if (o == 0) snprintf(out, cap, "(unnamed table)");
+  simplify_name(out);
 }
 
 static int copy_put(pgr_t *R, pgr_stream_t *s, const char *p, size_t n,
@@ -659,7 +702,8 @@ static int copy_body(pgr_t *R, pgr_stream_t *s, const char *p, size_t n,
     uint64_t rows = data_rows(s);
     R->tables_done++;
     R->rows_done += rows;
-    pgr_log(R, "table %s: %llu rows", s->table, (unsigned long long)rows);
+    pgr_log(R, "table %s: %llu row%s", s->table, (unsigned long long)rows,
+            rows == 1 ? "" : "s");
   }
   return 0;
 }
@@ -973,7 +1017,7 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
     if ((rc = finish_statements(&R, s, err))) goto cleanup;
     dsd_buf_free(&s->held_post);
   }
-  pgr_log(&R, "restore complete: %u tables, %llu rows, %lu statements%s",
+  pgr_log(&R, "imported %u tables, %llu rows, %lu statements%s",
           R.tables_done, (unsigned long long)R.rows_done, R.statements,
           R.tolerated ? " (some errors ignored, see above)" : "");
   if (R.bytes_total < R.bytes_done) R.bytes_total = R.bytes_done;
