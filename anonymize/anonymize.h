@@ -263,9 +263,21 @@ int dsd_anon_apply_keyed(const dsd_anon_table_plan_t *p, size_t col,
 /* Document fields (mongo). path is the dotted field path with array
  * positions left out ("items.sku" for items[3].sku). Returns the rule for
  * that field (borrowed from the plan's rules), NULL when the field is kept.
- * In allow-list mode every leaf field not marked keep has a rule. */
+ * In allow-list mode every field not marked keep (or under a kept one) has
+ * a rule, the type default (dsd_anon_rule_is_default).
+ *
+ * A driver walks a document so:
+ *   r = dsd_anon_plan_field_rule(p, path);
+ *   if (value is a subdocument or array && (r == NULL || dsd_anon_rule_is_default(r))
+ *       && dsd_anon_plan_field_has_rules_below(p, path))
+ *     descend into it (array elements keep the same path);
+ *   else if (r != NULL)
+ *     dsd_anon_apply_field(p, r, &type, value...)  (a subdocument as JSON text)
+ *   else copy the value. */
 const dsd_anon_rule_t *dsd_anon_plan_field_rule(const dsd_anon_table_plan_t *p,
                                                 const char *path);
+/* Whether rule is the allow-list type default rather than a user rule. */
+bool dsd_anon_rule_is_default(const dsd_anon_rule_t *rule);
 /* Whether some rule names a field below path ("address" when a rule names
  * "address.city"), so the driver knows whether to descend. */
 bool dsd_anon_plan_field_has_rules_below(const dsd_anon_table_plan_t *p,

@@ -458,6 +458,10 @@ const dsd_anon_rule_t *dsd_anon_plan_field_rule(const dsd_anon_table_plan_t *p,
   return p->rules->allow_list ? &dsd__anon_auto_rule : NULL;
 }
 
+bool dsd_anon_rule_is_default(const dsd_anon_rule_t *rule) {
+  return rule != NULL && rule->strategy == DSD__ANON_AUTO;
+}
+
 bool dsd_anon_plan_field_has_rules_below(const dsd_anon_table_plan_t *p,
                                          const char *path) {
   const dsd__anon_table_rules_t *tr;

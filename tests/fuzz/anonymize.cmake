@@ -15,10 +15,10 @@ foreach(target rules transform)
   add_test(NAME fuzz_anon_${target}_replay COMMAND fuzz_anon_${target}_replay ${_corpus})
   set_tests_properties(fuzz_anon_${target}_replay PROPERTIES LABELS "unit;fuzz" TIMEOUT 120)
 
-  if(DSD_FUZZ)
-    if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
-      message(FATAL_ERROR "DSD_FUZZ needs clang: configure with -DCMAKE_C_COMPILER=clang")
-    endif()
+  if(DSD_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(WARNING "DSD_FUZZ needs clang (-DCMAKE_C_COMPILER=clang): libFuzzer "
+                    "target fuzz_anon_${target} not built; its corpus replay still runs")
+  elseif(DSD_FUZZ)
     # The library sources are compiled into the target so that libFuzzer's
     # coverage instrumentation sees them; dsd_core stays uninstrumented.
     file(GLOB _anon_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/anonymize/*.c)

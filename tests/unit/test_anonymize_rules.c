@@ -371,6 +371,7 @@ static void test_field_rules(void **state) {
   assert_int_equal(dsd_anon_plan_table(r, "shop.users", NULL, 0, &p, &err), 0);
   assert_non_null(p);
   assert_non_null(dsd_anon_plan_field_rule(p, "email"));
+  assert_false(dsd_anon_rule_is_default(dsd_anon_plan_field_rule(p, "email")));
   assert_non_null(dsd_anon_plan_field_rule(p, "address.city"));
   assert_non_null(dsd_anon_plan_field_rule(p, "items.sku"));
   assert_null(dsd_anon_plan_field_rule(p, "address.zip"));
@@ -406,6 +407,8 @@ static void test_field_rules(void **state) {
                "\"keep\"}}}");
   assert_int_equal(dsd_anon_plan_table(r, "shop.users", NULL, 0, &p, &err), 0);
   assert_non_null(dsd_anon_plan_field_rule(p, "anything.at.all"));
+  assert_true(dsd_anon_rule_is_default(dsd_anon_plan_field_rule(p, "anything.at.all")));
+  assert_true(dsd_anon_plan_field_has_rules_below(p, "anything"));
   assert_null(dsd_anon_plan_field_rule(p, "profile"));
   assert_null(dsd_anon_plan_field_rule(p, "profile.nick"));
   dsd_anon_plan_free(p);
