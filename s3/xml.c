@@ -259,8 +259,8 @@ int dsd_s3_xml_parse_list_v2(const char *xml, size_t len,
     free(size);
     free(lm);
   }
-  /* IsTruncated and NextContinuationToken are read from the top level
-   * only (outside the entries), since a key could be named anything. */
+  /* IsTruncated and NextContinuationToken are read outside the entries,
+   * so that an element of an entry can never be taken for them. */
   {
     size_t tl;
     char *top = outside(root, rootlen, "Contents", &tl);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/blob.h"
+#include "core/log.h"
 #include "s3/blob_s3.h"
 #include "s3/s3.h"
 
@@ -138,6 +139,28 @@ static void test_client_config_errors(void **state) {
   dsd_s3_client_free(c);
 }
 
+static void test_client_registers_secrets_for_redaction(void **state) {
+  const char *secret = "Zq9-redact-me-secret-7781";
+  const char *token = "Tok-redact-me-session-5521";
+  char *before = dsd_redact("k=Zq9-redact-me-secret-7781");
+  assert_non_null(strstr(before, secret)); /* not yet a known secret */
+  free(before);
+  dsd_s3_client_t *c = NULL;
+  dsd_err_t err = {0};
+  dsd_s3_config_t cfg = {.access_key = "AKID", .secret_key = secret,
+                         .session_token = token};
+  assert_int_equal(dsd_s3_client_new(&cfg, &c, &err), 0);
+  char *r = dsd_redact("k=Zq9-redact-me-secret-7781 t=Tok-redact-me-session-5521");
+  assert_null(strstr(r, secret));
+  assert_null(strstr(r, token));
+  assert_non_null(strstr(r, DSD_REDACTED));
+  free(r);
+  /* Error messages pass through the same redactor. */
+  dsd_err_set(&err, DSD_EIO, "oops %s", secret);
+  assert_null(strstr(err.msg, secret));
+  dsd_s3_client_free(c);
+}
+
 static void test_store_open_dispatch(void **state) {
   dsd_blob_store_t *s = NULL;
   dsd_err_t err = {0};
@@ -210,6 +233,7 @@ int main(void) {
       cmocka_unit_test(test_part_size_growth),
       cmocka_unit_test(test_multipart_etag),
       cmocka_unit_test(test_client_config_errors),
+      cmocka_unit_test(test_client_registers_secrets_for_redaction),
       cmocka_unit_test(test_store_open_dispatch),
       cmocka_unit_test(test_connection_refused_is_retried_then_reported),
   };
