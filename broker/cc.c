@@ -463,6 +463,15 @@ cleanup:
 /* authenticated CC calls                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Whether url has the scheme, host and port of base (case-insensitively). */
+static int dsd__cc_same_origin(const char *base, const char *url) {
+  const char *b = strstr(base, "://"), *u = strstr(url, "://");
+  if (b == NULL || u == NULL) return 0;
+  size_t bl = (size_t)(b - base) + 3 + strcspn(b + 3, "/?#");
+  size_t ul = (size_t)(u - url) + 3 + strcspn(u + 3, "/?#");
+  return bl == ul && strncasecmp(base, url, bl) == 0;
+}
+
 /* An authenticated CC request. path is "/v3/..." or a full URL that CC gave
  * (a Location or pagination link). A 401 fetches one new token and retries
  * once. With retries > 0 (idempotent requests), connection errors and 5xx
@@ -472,9 +481,16 @@ static int dsd__cc_call(dsd_cc_t *cc, const char *method, const char *path, cons
                         int retries, dsd__cc_resp_t *resp, dsd_err_t *err) {
   int rc = 0;
   char *url = NULL, *tok = NULL, *payload = NULL;
-  if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0)
+  if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0) {
+    /* Links come from CC's answers; the token goes only to CC itself. */
+    if (!dsd__cc_same_origin(cc->api, path)) {
+      rc = dsd_err_set(err, DSD_EPROTO,
+                       "the cloud controller linked to %s, outside %s: not following it", path,
+                       cc->api);
+      goto cleanup;
+    }
     url = strdup(path);
-  else if (asprintf(&url, "%s%s", cc->api, path) < 0)
+  } else if (asprintf(&url, "%s%s", cc->api, path) < 0)
     url = NULL;
   if (url == NULL) {
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");

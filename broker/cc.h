@@ -98,8 +98,10 @@ int dsd_cc_user_is_space_developer(dsd_cc_t *cc, const char *user_guid, const ch
  * Returns DSD_EBUSY (with CC's text) when CC refuses because an operation is
  * in progress, DSD_EEXIST when the name is taken, DSD_ECANCELED when *cancel
  * becomes non-zero while waiting (cancel may be NULL), DSD_ETIMEDOUT after
- * job_timeout_s. After ECANCELED or ETIMEDOUT the key may exist or appear
- * later: find it with dsd_cc_find_key and delete it. */
+ * job_timeout_s, DSD_EIO when CC's job failed. After any failure once CC
+ * accepted the request (ECANCELED, ETIMEDOUT, EIO, a lost answer) the key may
+ * exist or appear later: find it with dsd_cc_find_key and delete it, as
+ * crash recovery does. */
 int dsd_cc_create_key(dsd_cc_t *cc, const char *instance_guid, const char *key_name,
                       const atomic_int *cancel, char **guid, dsd_err_t *err);
 

@@ -233,6 +233,11 @@ static int dsd__job_record(dsd_broker_job_t *job, const char *kind, const char *
                            const char *upload_id, const char *step) {
   dsd__transient_t t = {kind, key, upload_id, step};
   dsd_err_t err = {0};
+  if (step != NULL)
+    dsd_log_info("instance %s op %s: step: %s", job->instance_id, job->op_id, step);
+  if (kind != NULL)
+    dsd_log_info("instance %s op %s: recording %s %s before it is created", job->instance_id,
+                 job->op_id, kind, key);
   pthread_mutex_lock(&job->b->lock);
   int rc = dsd__job_op_update_locked(job, dsd__add_transient, &t, &err);
   pthread_mutex_unlock(&job->b->lock);

@@ -375,6 +375,15 @@ static void dsd__update(dsd_broker_t *b, const dsd_broker_req_t *req, const char
     goto cleanup;
   }
   const char *st = dsd__status(inst, op);
+  char fp[65];
+  json_t *fp_doc = json_pack("{s:O?}", "parameters", p);
+  dsd__fingerprint(b, fp_doc, fp);
+  json_decref(fp_doc);
+  if (dsd__is(st, "updating") && dsd__is(dsd__str(op, "request_hmac"), fp)) {
+    /* the spec: a re-sent PATCH gets 202 until the update completes */
+    dsd__resp(resp, 202, json_pack("{s:s}", "operation", dsd__str(op, "id")));
+    goto cleanup;
+  }
   if (dsd__is(st, "provisioning") || dsd__is(st, "updating") || dsd__is(st, "deleting")) {
     dsd__fail(resp, 422, "ConcurrencyError",
               "another operation is in progress on this service instance (%s)", st);
@@ -407,6 +416,7 @@ static void dsd__update(dsd_broker_t *b, const dsd_broker_req_t *req, const char
   newop = dsd_broker_op_new(b, DSD_OP_UPDATE, op_id, req->user, req->request_identity);
   json_t *pub = dsd__params_public(p);
   json_object_set_new(newop, "parameters", pub);
+  json_object_set_new(newop, "request_hmac", json_string(fp));
   job = dsd__job_new(DSD_OP_UPDATE, id, op_id, plan);
   if (newop == NULL || job == NULL) {
     dsd__fail(resp, 500, "InternalError", "out of memory");

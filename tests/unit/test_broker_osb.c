@@ -365,6 +365,11 @@ static void test_concurrency_and_recovery(void **state) {
   assert_int_equal(call(f, "PATCH", "/v2/service_instances/u1", "accepts_incomplete=true",
                         "{\"service_id\":\"" SVC "\",\"parameters\":{\"target_uri\":\"postgresql://h/d\"}}", &o), 202);
   json_decref(o);
+  /* the same update re-sent while it runs: 202 (or, if it already ended,
+   * a new operation: 202 too); a different one while it runs: 422 */
+  assert_int_equal(call(f, "PATCH", "/v2/service_instances/u1", "accepts_incomplete=true",
+                        "{\"service_id\":\"" SVC "\",\"parameters\":{\"target_uri\":\"postgresql://h/d\"}}", &o), 202);
+  json_decref(o);
   o = wait_op(f, "u1", &st);
   assert_int_equal(st, 200);
   if (strcmp(jstr(o, "state"), "failed") == 0)
