@@ -42,24 +42,40 @@ def _node():
     return node
 
 
+def _node_modules_ok():
+    return all(os.path.isfile(os.path.join(NODE_MODULES, *p.split("/"),
+                                           "package.json"))
+               for p in ("@20minutes/s3rver", "fauxqs"))
+
+
 def npm_install():
-    """Installs the pinned Node packages unless they are already there."""
-    marker_ok = all(os.path.isdir(os.path.join(NODE_MODULES, *p.split("/")))
-                    for p in ("@20minutes/s3rver", "fauxqs"))
-    if marker_ok:
+    """Installs the pinned Node packages unless they are already there.
+    Tests may run in parallel (ctest -j): a lock file makes one of them
+    install while the others wait, since `npm ci` first deletes
+    node_modules."""
+    if _node_modules_ok():
         return
     npm = shutil.which("npm")
     if not npm:
         print("harness: npm is not installed; skipping", file=sys.stderr)
         sys.exit(common.SKIP)
-    lock = os.path.join(HARNESS_DIR, "package-lock.json")
-    cmd = [npm, "ci" if os.path.exists(lock) else "install",
-           "--no-audit", "--no-fund", "--loglevel=error"]
-    r = subprocess.run(cmd, cwd=HARNESS_DIR, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=600)
-    if r.returncode != 0:
-        raise RuntimeError("npm ci failed in tests/harness:\n" +
-                           r.stdout.decode(errors="replace")[-4000:])
+    import fcntl
+    import hashlib
+    import tempfile
+    tag = hashlib.sha256(HARNESS_DIR.encode()).hexdigest()[:12]
+    lock_path = os.path.join(tempfile.gettempdir(), f"dsd-npm-{tag}.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _node_modules_ok():
+            return
+        lockfile = os.path.join(HARNESS_DIR, "package-lock.json")
+        cmd = [npm, "ci" if os.path.exists(lockfile) else "install",
+               "--no-audit", "--no-fund", "--loglevel=error"]
+        r = subprocess.run(cmd, cwd=HARNESS_DIR, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("npm ci failed in tests/harness:\n" +
+                               r.stdout.decode(errors="replace")[-4000:])
 
 
 def _start(name, script, args, bucket, access_key, secret_key, directory,
