@@ -259,6 +259,17 @@ int dsd_pipeline_dump(const dsd_dump_opts_t *opts, dsd_dump_result_t *res, dsd_e
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
+#ifdef DSD_HAVE_ANONYMIZE
+  /* Whether outputs repeat across dumps (a user salt) or not (random). */
+  if (rules != NULL &&
+      json_object_set_new(manifest, "anonymize_salt",
+                          json_string(dsd_anon_rules_salt_is_user((dsd_anon_rules_t *)rules)
+                                          ? "user"
+                                          : "random")) != 0) {
+    rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+#endif
 
   memset(&ctx, 0, sizeof ctx);
   ctx.uri = opts->source_uri;

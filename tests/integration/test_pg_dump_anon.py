@@ -75,6 +75,7 @@ def main():
     manifest = json.load(open(os.path.join(ext, "manifest.json")))
     check(manifest["anonymize"]["tables"]["public.customers"]["email"] == "email", manifest["anonymize"])
     check("salt" not in json.dumps(manifest["anonymize"]), manifest["anonymize"])
+    check(manifest.get("anonymize_salt") == "user", manifest.get("anonymize_salt"))
     r = run([DSD, "verify", "file://" + archive])
     check(r.returncode == 0, r.stdout.decode() + r.stderr.decode())
 
