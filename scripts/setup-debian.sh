@@ -10,7 +10,7 @@ runtime_pkgs=(build-essential cmake pkg-config
   libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libcmocka-dev
   postgresql-client zstd ca-certificates)
 test_pkgs=(postgresql mariadb-server mariadb-client python3 nodejs npm clang
-  libclang-rt-14-dev time)
+  libclang-rt-14-dev time openssl)
 
 want=("${runtime_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
