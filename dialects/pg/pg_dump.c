@@ -250,7 +250,14 @@ static int dsd__cmp_order(const void *a, const void *b, void *arg) {
   "   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"             \
   "   AND d.objid = c.oid AND d.deptype = 'e')"
 
+static int dsd__cmp_oid(const void *a, const void *b, void *arg) {
+  const dsd__pg_table_t *t = arg;
+  Oid x = t[*(const size_t *)a].oid, y = t[*(const size_t *)b].oid;
+  return x < y ? -1 : x > y;
+}
+
 static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
+  size_t *byoid = NULL;
   PGresult *r = NULL;
   dsd_buf_t sql = DSD_BUF_INIT;
   dsd_buf_t q = DSD_BUF_INIT;
@@ -326,19 +333,36 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
     goto cleanup;
   n = PQntuples(r);
   {
-    /* Tables are in name order, columns in oid order: index by oid. */
+    /* Tables are in name order, columns in oid order: find each table by
+     * binary search over an oid-sorted index (there may be 100k tables). */
     size_t cur = SIZE_MAX;
     Oid curoid = InvalidOid;
+    byoid = calloc(st->ntables + 1, sizeof *byoid);
+    if (byoid == NULL) {
+      rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
+      goto cleanup;
+    }
+    for (size_t k = 0; k < st->ntables; k++)
+      byoid[k] = k;
+    qsort_r(byoid, st->ntables, sizeof *byoid, dsd__cmp_oid, st->tables);
     for (int i = 0; i < n; i++) {
       Oid oid = (Oid)strtoul(PQgetvalue(r, i, 0), NULL, 10);
       dsd__pg_table_t *t;
       if (oid != curoid) {
+        size_t lo = 0, hi = st->ntables;
         cur = SIZE_MAX;
-        for (size_t k = 0; k < st->ntables; k++)
-          if (st->tables[k].oid == oid) {
-            cur = k;
+        while (lo < hi) {
+          size_t mid = lo + (hi - lo) / 2;
+          Oid m = st->tables[byoid[mid]].oid;
+          if (m == oid) {
+            cur = byoid[mid];
             break;
           }
+          if (m < oid)
+            lo = mid + 1;
+          else
+            hi = mid;
+        }
         curoid = oid;
       }
       if (cur == SIZE_MAX)
@@ -382,6 +406,7 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
   }
   qsort_r(st->order, st->ntables, sizeof *st->order, dsd__cmp_order, st->tables);
 cleanup:
+  free(byoid);
   PQclear(r);
   dsd_buf_free(&sql);
   dsd_buf_free(&q);
@@ -453,7 +478,14 @@ static int dsd__lock_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
       rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
       break;
     }
-    rc = dsd__pg_exec(st->leader, sql.data, "cannot lock the tables to dump", NULL, err);
+    dsd_err_t e = {0};
+    rc = dsd__pg_exec(st->leader, sql.data, "cannot lock the tables to dump", NULL, &e);
+    if (rc < 0 && strstr(dsd_err_msg(&e), "shared memory") != NULL)
+      /* One lock per table, as pg_dump takes them. */
+      dsd_err_set(err, rc, "%s\nHINT: dumping %zu tables takes one lock each; raise "
+                  "max_locks_per_transaction on the source", dsd_err_msg(&e), st->ntables);
+    else if (rc < 0)
+      dsd_err_set(err, rc, "%s", dsd_err_msg(&e));
   }
   dsd_buf_free(&sql);
   return rc;
