@@ -976,7 +976,16 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
     for (;;) {
       long n = dsd_archive_reader_read(r, buf, PGR_READ_SIZE);
       if (n < 0) {
-        rc = dsd_err_set(err, (int)n, "cannot read archive entry %s", name);
+        const dsd_err_t *re = dsd_archive_reader_error(r);
+        char why[600], obj[PGR_NAME_MAX + 8];
+        snprintf(why, sizeof(why), "archive entry %s cannot be read (%s)", name,
+                 re ? dsd_err_msg(re) : dsd_strerror((int)n));
+        if (s->kind == PGR_DATA && s->table[0])
+          snprintf(obj, sizeof(obj), "table %s", s->table);
+        else
+          snprintf(obj, sizeof(obj), "%s", s->name);
+        rc = fail_hint(&R, err, (int)n, obj, pgr_kind_names[s->kind], why,
+                       PGR_HINT_CORRUPT);
         goto cleanup;
       }
       if (n == 0) break;

@@ -10,6 +10,7 @@ the state the target is left in, and never shows a password.
  5. a table stream without its COPY trailer (truncated archive): fails
  6. a psql meta-command other than \\restrict in a schema stream: refused
  7. a wrong password: an authentication error without the password
+ 8. the compressed archive cut in the middle: fails, says so
 """
 
 import os
@@ -129,6 +130,17 @@ def main():
     check("authentication" in e, f"no authentication error: {e}")
     check(wrong not in e and wrong not in r.stdout, "the wrong password was printed")
     print(f"7. wrong password: {e.strip().splitlines()[-1][:300]}")
+
+    # 8. the compressed archive cut in the middle (an interrupted download)
+    whole = open(os.path.join(d, "dump.tar.zst"), "rb").read()
+    with open(os.path.join(d, "half.tar.zst"), "wb") as f:
+        f.write(whole[:len(whole) // 2])
+    r = restore(f"file://{d}/half.tar.zst", target("t8"))
+    e = r.stderr
+    check(r.returncode != 0, "restore of a cut archive succeeded")
+    check("archive" in e and ("truncated" in e.lower() or "cannot read" in e),
+          f"the error does not say the archive is damaged: {e}")
+    print(f"8. cut archive: {e.strip().splitlines()[-1][:300]}")
 
     for out in outputs:
         for s in secrets:
