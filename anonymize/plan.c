@@ -14,8 +14,6 @@
 #include "anonymize/anon_internal.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
