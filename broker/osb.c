@@ -593,8 +593,17 @@ static void dsd__last_operation(dsd_broker_t *b, const dsd_broker_req_t *req, co
     if (rc == 0)
       dsd_broker_op_recover_locked(b, id, NULL, op);
     else if (rc == DSD_ENOTFOUND) {
+      /* a deprovision deletes the operation records before the instance
+       * object; its tombstone is written first */
+      dsd_broker_key_tombstone(key, sizeof(key), id);
+      rc = dsd_broker_state_get(b->store, key, &tomb, &err);
       pthread_mutex_unlock(&b->lock);
-      dsd__fail(resp, 400, "BadRequest", "unknown operation for this service instance");
+      if (rc == 0)
+        dsd__resp(resp, 410, NULL);
+      else if (rc == DSD_ENOTFOUND)
+        dsd__fail(resp, 400, "BadRequest", "unknown operation for this service instance");
+      else
+        dsd__store_error(resp, &err);
       goto cleanup;
     }
   } else if (rc == DSD_ENOTFOUND) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -32,8 +33,26 @@ int dsd_broker_state_get(dsd_blob_store_t *s, const char *key, json_t **out, dsd
   dsd_err_t local = {0};
   int rc = 0;
   *out = NULL;
-  /* ENOTFOUND is an ordinary answer here: keep it out of the caller's err */
-  rc = dsd_blob_get(s, key, &buf, &local);
+  /* ENOTFOUND is an ordinary answer here: keep it out of the caller's err.
+   * A second read covers S3 emulators whose GET can see an object while a
+   * concurrent PUT or DELETE rewrites it (real S3 is atomic per object). */
+  for (int attempt = 0; attempt < 2; attempt++) {
+    dsd_buf_reset(&buf);
+    dsd_err_clear(&local);
+    rc = dsd_blob_get(s, key, &buf, &local);
+    if (rc < 0 && rc != DSD_ENOTFOUND && rc != DSD_EPROTO && rc != DSD_EIO)
+      break;
+    if (rc == 0) {
+      json_t *probe = json_loadb(buf.data ? buf.data : "", buf.len, JSON_REJECT_DUPLICATES, NULL);
+      bool ok = json_is_object(probe);
+      json_decref(probe);
+      if (ok)
+        break;
+    }
+    if (rc == DSD_ENOTFOUND)
+      break;
+    usleep(50 * 1000);
+  }
   if (rc == DSD_ENOTFOUND)
     goto cleanup;
   if (rc < 0) {

@@ -71,8 +71,8 @@ def main():
     check(st == 200 and res3 == res, f"after restart: {res3}")
     st, body, _ = b2.deprovision("s3-inst")
     check(st == 202, f"deprovision: {st}")
-    st, _ = b.wait_operation("s3-inst", body["operation"])
-    check(st == 410, f"deprovision outcome: {st}")
+    st, res = b.wait_operation("s3-inst", body["operation"])
+    check(st == 410, f"deprovision outcome: {st} {res}")
     for x in (b, b2):
         check(x.stop() == 0, "exit status")
         log = x.log()
