@@ -693,7 +693,7 @@ int dsd_archive_reader_open(dsd_blob_reader_t *src, dsd_archive_reader_t **out,
   archive_read_support_filter_all(r->a);
   archive_read_support_format_tar(r->a);
   if (archive_read_open(r->a, r, NULL, dsd__src_read, NULL) != ARCHIVE_OK) {
-    rc = dsd__reader_fail(r, DSD_EPROTO, "cannot open the archive");
+    rc = dsd__reader_fail(r, DSD_EPROTO, "this is not a dsd archive (a compressed tar)");
     goto fail;
   }
   if (archive_read_next_header(r->a, &e) < ARCHIVE_WARN) {
