@@ -175,6 +175,28 @@ static const char *dsd__optval(int argc, char **argv, int *i, const char *opt, i
   return argv[++*i];
 }
 
+/* Returns a copy of the URI in arg and overwrites the password in arg
+ * (scheme://user:PASSWORD@host) with 'x', as the mysql client does, so that
+ * it shows in /proc/PID/cmdline only for the moment before this runs. The
+ * environment variables are the way to keep it out of argv entirely. */
+static char *dsd__take_uri_arg(char *arg) {
+  char *copy = strdup(arg);
+  char *start = strstr(arg, "://"), *at, *colon;
+  if (copy == NULL || start == NULL)
+    return copy;
+  start += 3;
+  at = strchr(start, '@');
+  if (at == NULL)
+    return copy;
+  colon = memchr(start, ':', (size_t)(at - start));
+  if (colon != NULL)
+    memset(colon + 1, 'x', (size_t)(at - colon - 1));
+  return copy;
+}
+
+/* Copies of --source / --target (the process lives as long as they do). */
+static char *dsd__source_arg, *dsd__target_arg;
+
 static int dsd__is_help(const char *a) {
   return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
@@ -191,7 +213,8 @@ static const char dsd__dump_help[] =
     "  --source URI          database to dump: postgresql://user:pw@host:port/db\n"
     "                        (mysql:// and mongodb:// when built). Default: the\n"
     "                        DSD_SOURCE_URI environment variable, which keeps the\n"
-    "                        password out of the process list.\n"
+    "                        password out of the process list (given here, it is\n"
+    "                        masked in the process list once dsd starts).\n"
     "  --to URL              file:///abs/dir/name.tar.zst or s3://bucket/path/name.tar.zst\n"
     "                        (S3 credentials from AWS_* variables, see README)\n"
     "  --compression C       zstd (default), gzip or none\n"
@@ -220,7 +243,8 @@ int dsd_cmd_dump(int argc, char **argv) {
       fputs(dsd__dump_help, stdout);
       return 0;
     } else if ((v = dsd__optval(argc, argv, &i, "--source", &missing)) != NULL) {
-      source = v;
+      free(dsd__source_arg);
+      source = dsd__source_arg = dsd__take_uri_arg((char *)v);
     } else if ((v = dsd__optval(argc, argv, &i, "--to", &missing)) != NULL) {
       to = v;
     } else if ((v = dsd__optval(argc, argv, &i, "--compression", &missing)) != NULL) {
@@ -341,7 +365,8 @@ int dsd_cmd_restore(int argc, char **argv) {
     } else if ((v = dsd__optval(argc, argv, &i, "--from", &missing)) != NULL) {
       from = v;
     } else if ((v = dsd__optval(argc, argv, &i, "--target", &missing)) != NULL) {
-      target = v;
+      free(dsd__target_arg);
+      target = dsd__target_arg = dsd__take_uri_arg((char *)v);
     } else if ((v = dsd__optval(argc, argv, &i, "--workers", &missing)) != NULL) {
       char *end;
       long n = strtol(v, &end, 10);

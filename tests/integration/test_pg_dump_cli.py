@@ -245,6 +245,26 @@ def main():
     check(p.returncode == 1 and "canceled" in err, f"cancel: rc={p.returncode} {err}")
     check(store_files(store) == before, f"canceled dump left files: {store_files(store)}")
     print("cancel ok")
+
+    # 9. A URI given with --source: dsd masks its password in argv at once.
+    p = subprocess.Popen([DSD, "dump", "--quiet", "--workers", "1", "--source", src_uri,
+                          "--to", "file://" + store + "/argv.tar.gz", "--compression", "gzip"],
+                         env=dsd_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    masked = False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            cmdline = open(f"/proc/{p.pid}/cmdline", "rb").read()
+        except OSError:
+            break
+        if b"x" * len(pw) in cmdline:
+            masked = pw.encode() not in cmdline
+            break
+        time.sleep(0.01)
+    out, err = p.communicate(timeout=300)
+    check(p.returncode == 0, err.decode())
+    check(masked, "the password given with --source stayed visible in /proc/PID/cmdline")
+    os.unlink(os.path.join(store, "argv.tar.gz"))
     print("PASS")
 
 
