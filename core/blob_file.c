@@ -254,7 +254,7 @@ static int dsd__file_list(void *self, const char *prefix, dsd_blob_list_cb cb,
   dsd__key_list_t l = {0};
   int rc = dsd__collect(fs->root, "", prefix, &l, err);
   if (rc == 0) {
-    qsort(l.keys, l.n, sizeof(*l.keys), dsd__cmp_keys);
+    if (l.n > 1) qsort(l.keys, l.n, sizeof(*l.keys), dsd__cmp_keys);
     for (size_t i = 0; i < l.n; i++) {
       dsd_blob_info_t info = {0};
       dsd_err_t ignore = {0};
