@@ -1,6 +1,7 @@
 """Operations that do not end normally, with a real PostgreSQL source:
   - DELETE while the dump runs cancels it (the user's cancel in CF): the
-    delete completes and leaves no object and no temporary upload;
+    delete completes and leaves no object and no temporary upload, also
+    when the DELETE reaches another broker process than the one dumping;
   - a broker killed (SIGKILL) mid-dump: another broker on the same store
     finds the expired lease, cleans the partial upload up and reports the
     operation failed; the instance can then be deleted;
@@ -64,6 +65,21 @@ def main():
     check(leftovers(store, "cancel-1") == [], f"left: {leftovers(store, 'cancel-1')}")
     check("canceled" in a.log(), "the cancel is not in the log")
 
+    # 1b. cancel through another broker process on the same store: the
+    # broker running the dump sees the instance marked for deletion
+    other = start_broker(env, storage_url=a.storage_url, username=a.username, password=a.password)
+    st, body, _ = a.provision("cancel-2", {"source_uri": src})
+    check(st == 202, f"provision: {st}")
+    wait_running(a, "cancel-2", word="starting")
+    st, body, _ = other.deprovision("cancel-2")
+    check(st == 202, f"delete through the other broker: {st} {body}")
+    st, _ = other.wait_operation("cancel-2", body["operation"], timeout=120)
+    check(st == 410, f"cross-process cancel outcome: {st}")
+    check(leftovers(store, "cancel-2") == [], f"left: {leftovers(store, 'cancel-2')}")
+    check(a.log().count("canceled: the instance is being deleted") >= 2,
+          "the running broker did not cancel its dump")
+    other.stop()
+
     # 2. SIGKILL mid-dump; a second broker recovers
     st, body, _ = a.provision("kill-1", {"source_uri": src})
     check(st == 202, f"provision: {st}")
@@ -88,7 +104,7 @@ def main():
           f"after SIGTERM: {res}")
     check(leftovers(store, "term-1") == [], f"left after SIGTERM: {leftovers(store, 'term-1')}")
     c.stop()
-    for x in (a, b, c):
+    for x in (a, other, b, c):
         check(pg["password"] not in x.log(), "database password in a broker log")
     print("ok")
 
