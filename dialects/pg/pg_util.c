@@ -63,7 +63,7 @@ int dsd__pg_connect(const char *uri, const char *what, PGconn **out,
       "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3;"
       "SET statement_timeout = 0; SET lock_timeout = 0;"
       "SET idle_in_transaction_session_timeout = 0; SET row_security = off;"
-      "SET synchronize_seqscans = off;"
+      "SET synchronize_seqscans = off; SET bytea_output = hex;"
       "SELECT pg_catalog.set_config('search_path', '', false)";
   PGconn *c = NULL;
   char buf[1024];
