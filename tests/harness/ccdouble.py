@@ -90,7 +90,7 @@ class CCDouble:
         self.client_secret = client_secret or ("secret-" + secrets.token_hex(12))
         self.expires_in = expires_in
         self.job_polls = job_polls          # GETs of a job before it completes
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # handle() calls state() with it held
         self.spaces = set()
         self.instances = {}                 # guid -> dict
         self.plans = {}                     # guid -> {"guid","name","offering_guid"}
@@ -109,6 +109,9 @@ class CCDouble:
         # Not CC behaviour, a test aid: ignore the names filter so that a
         # lookup has several pages to walk and must match the name itself.
         self.loose_name_filter = False
+        # Not CC behaviour, a test aid: base of the Location links of jobs, to
+        # check that the client does not send its token elsewhere.
+        self.job_link_base = None
         self.url = None
         self._server = None
         self._thread = None
@@ -447,7 +450,7 @@ class CCDouble:
         self.jobs[g] = {"guid": g, "operation": operation, "polls": 0,
                         "created_at": _now_iso(), "on_complete": on_complete,
                         "state": "PROCESSING", "errors": []}
-        return {"Location": f"{self.url}/v3/jobs/{g}"}
+        return {"Location": f"{self.job_link_base or self.url}/v3/jobs/{g}"}
 
     def _poll_job(self, guid):
         j = self.jobs.get(guid) or _raise(_not_found("Job"))

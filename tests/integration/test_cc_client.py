@@ -10,12 +10,14 @@ error, secret not printed), pagination, retries of a failing delete and a
 failed CC job.
 """
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import unittest
+import urllib.request
 import uuid
 
 import common
@@ -150,6 +152,14 @@ class CCClientTest(unittest.TestCase):
         self.assertIn("There is an operation in progress for the service instance", out)
         self.assertEqual(self.cc.live_keys(), 0)
 
+    def test_token_not_sent_outside_the_api(self):
+        # same server, other origin: the client must not follow the link
+        self.cc.job_link_base = self.cc.url.replace("127.0.0.1", "localhost")
+        rc, out, _ = self.run_tool(["create", self.pg, "dsd-op-6"])
+        self.assertEqual(rc, 1)
+        self.assertIn("error EPROTO: the cloud controller linked to http://localhost:", out)
+        self.assertFalse([p for m, p in self.cc.requests if p.startswith("/v3/jobs/")])
+
     def test_failed_job(self):
         self.cc.fail_jobs = "Service broker failed to bind: database is read-only"
         rc, out, _ = self.run_tool(["create", self.pg, "dsd-op-4"])
@@ -235,6 +245,37 @@ class CCClientTest(unittest.TestCase):
         self.assertNotIn(self.cc.client_secret, out + err)
         # no CC call was made without a token
         self.assertFalse([p for m, p in self.cc.requests if p.startswith("/v3/")])
+
+    def test_double_as_a_server_with_seed(self):
+        # the way broker tests use the double: another process, seeded by file
+        space, user = str(uuid.uuid4()), str(uuid.uuid4())
+        seed = {"client_id": "broker-x", "client_secret": "seed-secret-123", "job_polls": 1,
+                "spaces": [space],
+                "instances": [{"name": "src", "space": space, "offering": "p.mysql",
+                               "credentials": {"uri": "mysql://u:p@h:3306/d"}}],
+                "roles": [{"user": user, "space": space}]}
+        d = common.tmpdir()
+        path = os.path.join(d, "seed.json")
+        with open(path, "w") as f:
+            json.dump(seed, f)
+        port = common.free_port()
+        here = os.path.dirname(os.path.abspath(common.__file__))
+        p = common.start_process([sys.executable, os.path.join(here, "ccdouble.py"),
+                                  "--port", str(port), "--seed", path],
+                                 log_path=os.path.join(d, "double.log"))
+        common.wait_port(port, proc=p, what="cc double")
+        url = f"http://127.0.0.1:{port}"
+        env = {"DSD_CF_API": url, "DSD_CF_CLIENT_ID": "broker-x",
+               "DSD_CF_CLIENT_SECRET": "seed-secret-123"}
+        rc, out, err = self.run_tool(["role", user, space],
+                                     ["flow", "src", space, "k", "mysql"], env_extra=env)
+        self.assert_ok(rc, out, err)
+        self.assertIn("ok role yes", out)
+        self.assertIn("ok details uri=mysql://u:p@h:3306/d", out)
+        with urllib.request.urlopen(url + "/_double/state", timeout=10) as r:
+            state = json.load(r)
+        self.assertEqual(state["live_keys"], 0)
+        self.assertEqual(state["token_requests"], 1)
 
     def test_unreachable_api(self):
         port = common.free_port()

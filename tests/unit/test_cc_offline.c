@@ -147,11 +147,21 @@ static void test_by_guid_and_rel(void **state) {
   json_decref(inc);
 }
 
+static void test_same_origin(void **state) {
+  assert_true(dsd__cc_same_origin("https://api.example.org", "https://api.example.org/v3/jobs/1"));
+  assert_true(dsd__cc_same_origin("https://API.example.org", "https://api.example.org?x"));
+  assert_false(dsd__cc_same_origin("https://api.example.org", "https://api.example.org.evil/v3"));
+  assert_false(dsd__cc_same_origin("https://api.example.org", "http://api.example.org/v3"));
+  assert_false(dsd__cc_same_origin("https://api.example.org", "https://api.example.org:8443/"));
+  assert_false(dsd__cc_same_origin("https://api.example.org", "ftp:/x"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_from_env), cmocka_unit_test(test_new_checks_and_redacts),
       cmocka_unit_test(test_query_building),  cmocka_unit_test(test_error_envelopes),
       cmocka_unit_test(test_location_header), cmocka_unit_test(test_by_guid_and_rel),
+      cmocka_unit_test(test_same_origin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
