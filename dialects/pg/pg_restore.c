@@ -142,6 +142,9 @@ static void pgr_log(const pgr_t *R, const char *fmt, ...) {
 
 static void pgr_progress(pgr_t *R, const char *current) {
   if (!R->ctx->io.progress) return;
+  /* The manifest's total is the source's size on disk, an estimate: once
+   * passed, say the total is unknown rather than show more than 100%. */
+  if (R->bytes_total && R->bytes_done > R->bytes_total) R->bytes_total = 0;
   static const char *const phases[] = {"schema", "schema", "data", "data",
                                        "data", "indexes", "data"};
   dsd_progress_t p = {

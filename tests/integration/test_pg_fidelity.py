@@ -19,6 +19,8 @@ Checks:
  4. a hand-built archive of the same database with tiny chunks, data
     streams interleaved three at a time and \\restrict lines kept restores
     equal too (chunk boundaries inside every kind of token)
+ 4b. the same with 1, 2 and 3-byte chunks, on a small database with
+    semicolons, quotes, dollar quotes and "\." in every place
  5. no password appears in any output
 """
 
@@ -31,6 +33,27 @@ from common import check
 
 FIXTURE = os.path.join(common.SOURCE_DIR, "tests", "integration", "fixtures",
                        "pg_fidelity.sql")
+
+
+# A small database whose scripts and rows hold every token the splitter and
+# the COPY trailer detection must get right, for the tiny-chunk archives.
+TINY_SQL = r"""
+CREATE SCHEMA "we;ird";
+CREATE TABLE "we;ird"."t;1" (id int PRIMARY KEY, t text, "c""q" text);
+INSERT INTO "we;ird"."t;1" VALUES
+  (1, E'\\.', 'a'), (2, E'x\\.\n\\.\n', ';'), (3, E'\t\r\n\\', '$$'), (4, '', NULL),
+  (5, E'\\', E'\\\\.');
+CREATE FUNCTION "we;ird".f(a int) RETURNS text LANGUAGE plpgsql AS $body$
+BEGIN
+  /* a ; inside /* a nested */ comment */
+  RETURN 'it''s; ' || $x$;$x$ || E'\';' || a; -- ; here too
+END
+$body$;
+CREATE FUNCTION "we;ird".g(i int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT i; END;
+COMMENT ON TABLE "we;ird"."t;1" IS 'semi; colon '' quote';
+CREATE VIEW "we;ird".v AS SELECT id, "we;ird".f(id) FROM "we;ird"."t;1";
+CREATE TABLE "we;ird".empty (a int);
+"""
 
 
 def main():
@@ -118,6 +141,22 @@ def main():
     check(r.returncode == 0, f"restore of the hand-built archive failed: {r.stderr}")
     H.compare_databases(pg, "src", "dst2", "app_owner", owner_pw)
     print("4. hand-built archive with 997-byte chunks, 3 interleaved streams: equal")
+
+    # 4b. chunks of 1, 2 and 3 bytes: every boundary falls everywhere once
+    # (inside quotes, comments, dollar quotes, the COPY header and trailer)
+    pg["createdb"]("tiny")
+    pg["psql"]("tiny", TINY_SQL)
+    streams, rows = H.pg_archive_streams(pg, "tiny", keep_restrict=True)
+    for size in (1, 2, 3):
+        db = f"tiny{size}"
+        pg["createdb"](db, owner="app_owner")
+        path = os.path.join(d, f"tiny{size}.tar.zst")
+        H.write_pg_archive(path, streams, rows, chunk_size=size, interleave=2)
+        r = run(["restore", "--quiet", "--from", f"file://{path}"],
+                {"DSD_TARGET_URI": pg["uri"](db, "app_owner", owner_pw)})
+        check(r.returncode == 0, f"restore with {size}-byte chunks failed: {r.stderr}")
+        H.compare_databases(pg, "tiny", db, "app_owner", owner_pw)
+    print("4b. archives with 1, 2 and 3-byte chunks: equal")
 
     # 5. secrets
     for out in outputs:
