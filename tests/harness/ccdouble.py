@@ -48,6 +48,7 @@ import argparse
 import base64
 import json
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -196,7 +197,8 @@ class CCDouble:
 
     # ---- server --------------------------------------------------------
 
-    def start(self, port=0, host="127.0.0.1"):
+    def start(self, port=0, host="127.0.0.1", tls_cert=None, tls_key=None):
+        """Serves on host:port (0: a free port); HTTPS with tls_cert/tls_key."""
         double = self
 
         class Handler(_Handler):
@@ -204,7 +206,13 @@ class CCDouble:
         Handler.double = double
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_address[1]}"
+        scheme = "http"
+        if tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls_cert, tls_key)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -571,9 +579,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("PATCH")
 
 
-def start_cc_double(port=0, **kwargs):
+def start_cc_double(port=0, tls_cert=None, tls_key=None, **kwargs):
     """Starts a double on a free loopback port (stopped by .stop())."""
-    return CCDouble(**kwargs).start(port)
+    return CCDouble(**kwargs).start(port, tls_cert=tls_cert, tls_key=tls_key)
 
 
 def _from_seed(seed):

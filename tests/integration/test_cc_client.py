@@ -277,6 +277,29 @@ class CCClientTest(unittest.TestCase):
         self.assertEqual(state["live_keys"], 0)
         self.assertEqual(state["token_requests"], 1)
 
+    def test_tls_verified_unless_skipped(self):
+        d = common.tmpdir()
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        tls = start_cc_double(tls_cert=cert, tls_key=key)
+        self.addCleanup(tls.stop)
+        space = tls.add_space()
+        tls.add_instance("db", space)
+        self.assertTrue(tls.url.startswith("https://"))
+        env = {"DSD_CF_API": tls.url, "DSD_CF_CLIENT_ID": tls.client_id,
+               "DSD_CF_CLIENT_SECRET": tls.client_secret}
+        rc, out, _ = self.run_tool(["find", "db", space], env_extra=env)
+        self.assertEqual(rc, 1)  # a self-signed certificate is refused by default
+        self.assertIn("error ENET: cannot read the cloud controller's root document", out)
+        self.assertEqual(tls.token_requests, 0)
+        env["DSD_CF_SKIP_SSL_VALIDATION"] = "true"
+        rc, out, err = self.run_tool(["find", "db", space], env_extra=env)
+        self.assert_ok(rc, out, err)
+        self.assertIn("tls certificate verification is off", err)
+        self.assertEqual(tls.token_requests, 1)
+
     def test_unreachable_api(self):
         port = common.free_port()
         env = {"DSD_CF_API": f"http://127.0.0.1:{port}"}
