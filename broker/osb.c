@@ -188,6 +188,11 @@ static json_t *dsd__params_public(const json_t *params) {
       free(s);
     }
   }
+  /* the anonymization salt keys every pseudonym: whoever has it can test
+   * guesses against the dump, so it is a secret like a password */
+  json_t *anon = json_object_get(out, "anonymize");
+  if (json_is_object(anon) && json_object_get(anon, "salt") != NULL)
+    json_object_set_new(anon, "salt", json_string(DSD_REDACTED));
   return out;
 }
 

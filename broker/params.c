@@ -392,8 +392,12 @@ int dsd_broker_params_provision(const dsd_broker_config_t *cfg, const dsd_broker
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
-  if (anon != NULL)
+  if (anon != NULL) {
+    const char *salt = json_string_value(json_object_get(anon, "salt"));
+    if (salt != NULL)
+      dsd_redact_register(salt);
     out->anonymize = json_deep_copy(anon);
+  }
   out->clean = true;
 cleanup:
   json_decref(empty);

@@ -232,6 +232,18 @@ static void test_provision_lifecycle(void **state) {
   json_decref(o);
   assert_null(read_store(f, "instances/i2/instance.json"));
   assert_int_equal(call(f, "DELETE", "/v2/service_instances/i2", "accepts_incomplete=true&" QIDS, NULL, NULL), 410);
+  /* the anonymization salt is a secret: never stored */
+  assert_int_equal(call(f, "PUT", "/v2/service_instances/salty", "accepts_incomplete=true",
+                        "{\"service_id\":\"" SVC "\",\"plan_id\":\"" PG "\",\"organization_guid\":\"o\","
+                        "\"space_guid\":\"s\",\"parameters\":{\"source_uri\":\"postgresql://h/d\","
+                        "\"anonymize\":{\"salt\":\"Salt-Secret-991\",\"default\":\"keep\"}}}", NULL), 202);
+  inst = read_store(f, "instances/salty/instance.json");
+  assert_non_null(inst);
+  assert_null(strstr(inst, "Salt-Secret-991"));
+  assert_non_null(strstr(inst, "\"default\":\"keep\""));
+  free(inst);
+  o = wait_op(f, "salty", &st);
+  json_decref(o);
   /* the id can be used again */
   assert_int_equal(call(f, "PUT", "/v2/service_instances/i2", "accepts_incomplete=true", provision_body, NULL), 202);
   o = wait_op(f, "i2", &st);
