@@ -318,7 +318,7 @@ static int exec_simple(pgr_t *R, PGconn *c, const char *sql, const char *what,
   return rc;
 }
 
-static int connect_target(pgr_t *R, const char *what, PGconn **out,
+static int connect_target(pgr_t *R, PGconn **out,
                           dsd_err_t *err) {
   const char *keys[] = {"dbname", "fallback_application_name", NULL};
   const char *vals[] = {R->ctx->uri, "dsd restore", NULL};
@@ -362,7 +362,7 @@ static int take_conn(pgr_t *R, pgr_conn_t **out, dsd_err_t *err) {
     if (pc->busy) continue;
     /* A slot whose connection broke is connected again. */
     if (!pc->c) {
-      int rc = connect_target(R, "data", &pc->c, err);
+      int rc = connect_target(R, &pc->c, err);
       if (rc) return rc;
     }
     pc->busy = 1;
@@ -380,7 +380,7 @@ static int take_conn(pgr_t *R, pgr_conn_t **out, dsd_err_t *err) {
     R->warned_conns = 1;
   }
   pgr_conn_t *pc = &R->conns[R->nconns];
-  int rc = connect_target(R, "data", &pc->c, err);
+  int rc = connect_target(R, &pc->c, err);
   if (rc) return rc;
   R->nconns++;
   pc->busy = 1;
@@ -922,6 +922,51 @@ static char *password_of(const char *uri) {
   return pw;
 }
 
+/* Reads the chunk entry name (chunk of stream sname) through buf and
+ * applies it. */
+static int read_entry(pgr_t *R, dsd_archive_reader_t *r, const char *name,
+                      const char *sname, unsigned chunk, char *buf,
+                      dsd_err_t *err) {
+  int rc = 0;
+  pgr_stream_t *s = find_stream(R, sname);
+  if (!s && (rc = new_stream(R, sname, &s, err))) goto cleanup;
+  if (chunk != s->last_chunk + 1) {
+    rc = dsd_err_set(err, DSD_EPROTO, "archive entry %s comes out of order "
+                     "(expected chunk %u): the archive is corrupt", name,
+                     s->last_chunk + 1);
+    goto cleanup;
+  }
+  s->last_chunk = chunk;
+  for (;;) {
+    long n = dsd_archive_reader_read(r, buf, PGR_READ_SIZE);
+    if (n < 0) {
+      const dsd_err_t *re = dsd_archive_reader_error(r);
+      char why[600], obj[PGR_NAME_MAX + 8];
+      snprintf(why, sizeof(why), "archive entry %s cannot be read (%s)", name,
+               re ? dsd_err_msg(re) : dsd_strerror((int)n));
+      if (s->kind == PGR_DATA && s->table[0])
+        snprintf(obj, sizeof(obj), "table %s", s->table);
+      else
+        snprintf(obj, sizeof(obj), "%s", s->name);
+      rc = fail_hint(R, err, (int)n, obj, pgr_kind_names[s->kind], why,
+                     PGR_HINT_CORRUPT);
+      goto cleanup;
+    }
+    if (n == 0) break;
+    dsd_sha256_update(&s->hash, buf, (size_t)n);
+    s->bytes += (uint64_t)n;
+    if ((rc = apply(R, s, buf, (size_t)n, err))) goto cleanup;
+    R->bytes_done += (uint64_t)n;
+    if (canceled(R)) {
+      rc = DSD_ECANCELED;
+      goto cleanup;
+    }
+  }
+  pgr_progress(R, s->kind == PGR_DATA ? s->table : NULL);
+cleanup:
+  return rc;
+}
+
 int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
                     dsd_err_t *err) {
   pgr_t R = {0};
@@ -938,7 +983,7 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
-  if ((rc = connect_target(&R, "schema", &R.main, err))) goto cleanup;
+  if ((rc = connect_target(&R, &R.main, err))) goto cleanup;
   pgr_log(&R, "connected to the target; clean %s", ctx->clean ? "on" : "off");
 
   const json_t *summary = NULL;
@@ -967,41 +1012,7 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
       pgr_log(&R, "skipped unexpected archive entry %s", name);
       continue;
     }
-    pgr_stream_t *s = find_stream(&R, sname);
-    if (!s && (rc = new_stream(&R, sname, &s, err))) goto cleanup;
-    if (chunk != s->last_chunk + 1) {
-      rc = dsd_err_set(err, DSD_EPROTO, "archive entry %s comes out of order "
-                       "(expected chunk %u): the archive is corrupt", name,
-                       s->last_chunk + 1);
-      goto cleanup;
-    }
-    s->last_chunk = chunk;
-    for (;;) {
-      long n = dsd_archive_reader_read(r, buf, PGR_READ_SIZE);
-      if (n < 0) {
-        const dsd_err_t *re = dsd_archive_reader_error(r);
-        char why[600], obj[PGR_NAME_MAX + 8];
-        snprintf(why, sizeof(why), "archive entry %s cannot be read (%s)", name,
-                 re ? dsd_err_msg(re) : dsd_strerror((int)n));
-        if (s->kind == PGR_DATA && s->table[0])
-          snprintf(obj, sizeof(obj), "table %s", s->table);
-        else
-          snprintf(obj, sizeof(obj), "%s", s->name);
-        rc = fail_hint(&R, err, (int)n, obj, pgr_kind_names[s->kind], why,
-                       PGR_HINT_CORRUPT);
-        goto cleanup;
-      }
-      if (n == 0) break;
-      dsd_sha256_update(&s->hash, buf, (size_t)n);
-      s->bytes += (uint64_t)n;
-      if ((rc = apply(&R, s, buf, (size_t)n, err))) goto cleanup;
-      R.bytes_done += (uint64_t)n;
-      if (canceled(&R)) {
-        rc = DSD_ECANCELED;
-        goto cleanup;
-      }
-    }
-    pgr_progress(&R, s->kind == PGR_DATA ? s->table : NULL);
+    if ((rc = read_entry(&R, r, name, sname, chunk, buf, err))) goto cleanup;
   }
 
   /* All of the archive is read: every table stream must have ended. */
