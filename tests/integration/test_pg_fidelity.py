@@ -19,6 +19,8 @@ Checks:
  4. a hand-built archive of the same database with tiny chunks, data
     streams interleaved three at a time and \\restrict lines kept restores
     equal too (chunk boundaries inside every kind of token)
+ 4a. a target where a superuser created the dump's extension: the
+    errors pg_restore would step over are stepped over and logged
  4b. the same with 1, 2 and 3-byte chunks, on a small database with
     semicolons, quotes, dollar quotes and "\." in every place
  5. no password appears in any output
@@ -141,6 +143,19 @@ def main():
     check(r.returncode == 0, f"restore of the hand-built archive failed: {r.stderr}")
     H.compare_databases(pg, "src", "dst2", "app_owner", owner_pw)
     print("4. hand-built archive with 997-byte chunks, 3 interleaved streams: equal")
+
+    # 4a. a target where a superuser created the dump's extension: the
+    # target role may neither drop it nor comment on it; pg_restore steps
+    # over those errors and so does dsd, with a line in the log
+    pg["createdb"]("dst3", owner="app_owner")
+    pg["psql"]("dst3", "CREATE EXTENSION pgcrypto")
+    r = run(["restore", "--from", url],
+            {"DSD_TARGET_URI": pg["uri"]("dst3", "app_owner", owner_pw)})
+    check(r.returncode == 0, f"restore over a superuser's extension failed: {r.stderr}")
+    check("ignored an error" in r.stderr and "extension" in r.stderr.lower(),
+          f"the ignored extension errors are not logged: {r.stderr}")
+    H.compare_databases(pg, "src", "dst3", "app_owner", owner_pw)
+    print("4a. target with a superuser's extension: errors stepped over, equal")
 
     # 4b. chunks of 1, 2 and 3 bytes: every boundary falls everywhere once
     # (inside quotes, comments, dollar quotes, the COPY header and trailer)
