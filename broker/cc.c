@@ -1020,3 +1020,64 @@ cleanup:
   dsd__cc_resp_free(&r);
   return rc;
 }
+
+/* ------------------------------------------------------------------------ */
+/* the sequence a job runs                                                  */
+/* ------------------------------------------------------------------------ */
+
+int dsd_cc_acquire_uri(dsd_cc_t *cc, const char *name, const char *space_guid,
+                       const char *user_guid, const char *dialect, const char *key_name,
+                       const atomic_int *cancel, char **key_guid, char **uri, dsd_err_t *err) {
+  int rc = 0;
+  dsd_cc_instance_t inst;
+  json_t *creds = NULL;
+  char *guid = NULL;
+  int created = 0;
+  *key_guid = NULL;
+  *uri = NULL;
+  rc = dsd_cc_find_instance(cc, name, space_guid, &inst, err);
+  if (rc < 0) goto cleanup;
+  const char *found = dsd_cc_dialect_of(inst.offering, inst.plan);
+  if (found != NULL && strcmp(found, dialect) != 0) {
+    rc = dsd_err_set(err, DSD_EINVAL,
+                     "the service instance is a %s database but the plan is %s\n"
+                     "HINT: service instance \"%s\" is of offering \"%s\", plan \"%s\"",
+                     strcmp(found, "pg") == 0 ? "postgresql" : found, dialect, name,
+                     inst.offering, inst.plan);
+    goto cleanup;
+  }
+  if (user_guid != NULL) {
+    bool yes = false;
+    rc = dsd_cc_user_is_space_developer(cc, user_guid, space_guid, &yes, err);
+    if (rc < 0) goto cleanup;
+    if (!yes) {
+      rc = dsd_err_set(err, DSD_EDENIED,
+                       "only a space developer of the space can read service instance \"%s\"\n"
+                       "HINT: ask a space manager for the SpaceDeveloper role",
+                       name);
+      goto cleanup;
+    }
+  }
+  rc = dsd_cc_create_key(cc, inst.guid, key_name, cancel, &guid, err);
+  created = rc == 0 || rc == DSD_ECANCELED || rc == DSD_ETIMEDOUT || rc == DSD_EIO;
+  if (rc < 0) goto cleanup;
+  rc = dsd_cc_key_details(cc, guid, &creds, err);
+  if (rc == 0) rc = dsd_cc_credentials_uri(creds, dialect, uri, err);
+  if (rc < 0) goto cleanup;
+  *key_guid = guid;
+  guid = NULL;
+cleanup:
+  if (rc < 0 && created) {
+    /* leave nothing behind: the key holds live database credentials */
+    dsd_err_t derr = {0};
+    int drc = 0;
+    if (guid == NULL) drc = dsd_cc_find_key(cc, inst.guid, key_name, &guid, &derr);
+    if (guid != NULL) drc = dsd_cc_delete_key(cc, guid, &derr);
+    if (drc < 0 && drc != DSD_ENOTFOUND)
+      dsd_err_prefix(err, "service key \"%s\" could not be deleted (%s); then", key_name,
+                     dsd_err_msg(&derr));
+  }
+  free(guid);
+  json_decref(creds);
+  return rc;
+}

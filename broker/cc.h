@@ -119,6 +119,21 @@ int dsd_cc_delete_key(dsd_cc_t *cc, const char *key_guid, dsd_err_t *err);
 int dsd_cc_find_key(dsd_cc_t *cc, const char *instance_guid, const char *key_name, char **guid,
                     dsd_err_t *err);
 
+/* The whole sequence a job runs for a `source` or `target` given by name:
+ * find the instance in space_guid, refuse it when its offering or plan names
+ * another dialect than dialect, check (when user_guid is not NULL) that the
+ * user is a space developer there, create the key key_name, read its
+ * credentials and build the connection URI.
+ * On success *key_guid (the live key: delete it with dsd_cc_delete_key when
+ * done) and *uri (holds the password) are caller-owned (free()). On failure
+ * both are NULL and no key is left behind when it could be deleted; if even
+ * that failed, err says so and recovery must delete key_name (record it
+ * before calling). Errors: those of the calls above, DSD_EDENIED when the
+ * user is not a space developer, DSD_EINVAL on a dialect mismatch. */
+int dsd_cc_acquire_uri(dsd_cc_t *cc, const char *name, const char *space_guid,
+                       const char *user_guid, const char *dialect, const char *key_name,
+                       const atomic_int *cancel, char **key_guid, char **uri, dsd_err_t *err);
+
 /* --- credentials (cc_creds.c) --- */
 
 /* Builds a connection URI for dialect ("pg", "mysql" or "mongo") from the

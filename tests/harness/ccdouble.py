@@ -102,6 +102,7 @@ class CCDouble:
         self.tokens = {}                    # token -> expiry (epoch seconds)
         self.reject_all_tokens = False      # every CC call gets 401
         self.fail_jobs = None               # detail text: jobs end FAILED
+        self.fail_job_operation = None      # only jobs of this operation (None: all)
         self.injected = []                  # [method, path prefix, status, count]
         self.requests = []                  # (method, path) of every request
         self.token_requests = 0
@@ -465,7 +466,7 @@ class CCDouble:
         if j["state"] == "PROCESSING":
             j["polls"] += 1
             if j["polls"] >= self.job_polls:
-                if self.fail_jobs:
+                if self.fail_jobs and self.fail_job_operation in (None, j["operation"]):
                     j["state"] = "FAILED"
                     j["errors"] = [{"code": 10009, "title": "CF-UnableToPerform",
                                     "detail": self.fail_jobs}]

@@ -119,6 +119,49 @@ class CCClientTest(unittest.TestCase):
         self.assertEqual(self.cc.live_keys(), 0)
         self.assertEqual(self.cc.token_requests, 1)  # one token for all threads
 
+    def test_acquire_uri(self):
+        dev, auditor = str(uuid.uuid4()), str(uuid.uuid4())
+        self.cc.add_user_role(dev, self.space, "space_developer")
+        self.cc.add_user_role(auditor, self.space, "space_auditor")
+        rc, out, err = self.run_tool(["acquire", "sourcedb", self.space, dev, "pg", "dsd-a1"])
+        self.assert_ok(rc, out, err)
+        self.assertIn("uri=postgres://alice:pa%40ss@db.internal:5432/appdb", out)
+        self.assertEqual(self.cc.key_names(), ["dsd-a1"])  # the caller deletes it
+        rc, out, err = self.run_tool(["delete", out.split()[2]])
+        self.assert_ok(rc, out, err)
+        # an auditor may not read the database through the broker: no key made
+        rc, out, _ = self.run_tool(["acquire", "sourcedb", self.space, auditor, "pg", "dsd-a2"])
+        self.assertEqual(rc, 1)
+        self.assertIn("error EDENIED: only a space developer", out)
+        # a mysql offering named as the source of a pg dump: refused before any key
+        rc, out, _ = self.run_tool(["acquire", "mydb", self.space, "-", "pg", "dsd-a3"])
+        self.assertEqual(rc, 1)
+        self.assertIn("error EINVAL: the service instance is a mysql database but the plan "
+                      "is pg", out)
+        self.assertFalse([p for m, p in self.cc.requests
+                          if m == "POST" and p == "/v3/service_credential_bindings"][1:])
+        # an offering that does not say its kind: the credentials do; the key
+        # made to read them is deleted again
+        self.cc.add_instance("vague", self.space, offering="dbaas", plan="standard",
+                             credentials={"uri": "mongodb://u:p@h:27017/x"})
+        rc, out, _ = self.run_tool(["acquire", "vague", self.space, "-", "pg", "dsd-a4"])
+        self.assertEqual(rc, 1)
+        self.assertIn("is a mongo database but the plan is pg", out)
+        self.assertEqual(self.cc.live_keys(), 0)
+        # a failed create job: the half-made key is found by name and deleted
+        self.cc.fail_jobs = "broker said no"
+        self.cc.fail_job_operation = "service_bindings.create"
+        rc, out, _ = self.run_tool(["acquire", "sourcedb", self.space, "-", "pg", "dsd-a5"])
+        self.assertEqual(rc, 1)
+        self.assertIn('creating service key "dsd-a5" failed: broker said no', out)
+        self.assertEqual(self.cc.live_keys(), 0)
+        # ... and when even the delete fails, the message says so
+        self.cc.fail_job_operation = None
+        rc, out, _ = self.run_tool(["acquire", "sourcedb", self.space, "-", "pg", "dsd-a6"])
+        self.assertEqual(rc, 1)
+        self.assertIn('service key "dsd-a6" could not be deleted', out)
+        self.assertEqual(self.cc.key_names(), ["dsd-a6"])
+
     def test_key_steps_and_find_key(self):
         rc, out, err = self.run_tool(["create", self.pg, "dsd-op-2"])
         self.assert_ok(rc, out, err)

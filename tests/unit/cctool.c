@@ -11,6 +11,8 @@
  * Steps: find NAME SPACE | role USER SPACE | create INSTANCE KEYNAME |
  * details KEY DIALECT | delete KEY | findkey INSTANCE KEYNAME | sleep MS |
  * flow NAME SPACE KEYNAME DIALECT (find, create, details, delete) |
+ * acquire NAME SPACE USER|- DIALECT KEYNAME (dsd_cc_acquire_uri; prints the
+ * key guid and the URI, leaves the key) |
  * par N NAME SPACE KEYPREFIX DIALECT (N threads sharing the client, each
  * running flow with key KEYPREFIX-i).
  * Each step prints one "ok ..." line; the first failure prints
@@ -150,6 +152,13 @@ static int dsd__tool_step(dsd_cc_t *cc, int argc, char **argv, dsd_err_t *err) {
       }
       if (drc == 0) printf("ok delete\n");
     }
+  } else if (strcmp(cmd, "acquire") == 0) {
+    NEED(5);
+    char *uri = NULL;
+    rc = dsd_cc_acquire_uri(cc, argv[1], argv[2], strcmp(argv[3], "-") ? argv[3] : NULL,
+                            argv[4], argv[5], NULL, &guid, &uri, err);
+    if (rc == 0) printf("ok acquire %s uri=%s\n", guid, uri);
+    free(uri);
   } else if (strcmp(cmd, "par") == 0) {
     NEED(5);
     rc = dsd__tool_par(cc, atoi(argv[1]), argv + 2, err);
