@@ -1040,6 +1040,14 @@ int dsd__pg_restore(const dsd_restore_ctx_t *ctx, dsd_archive_reader_t *r,
     if ((rc = finish_statements(&R, s, err))) goto cleanup;
     dsd_buf_free(&s->held_post);
   }
+  /* The sessions commit asynchronously (much faster for thousands of
+   * small schema statements). One synchronous commit at the end flushes
+   * the WAL up to it, which holds every earlier commit of every session:
+   * when dsd reports success, the import is durable. */
+  if ((rc = exec_simple(&R, R.main, "SET synchronous_commit = on; "
+                        "SELECT pg_catalog.txid_current()",
+                        "cannot make the import durable", err)))
+    goto cleanup;
   pgr_log(&R, "imported %u tables, %llu rows, %lu statements%s",
           R.tables_done, (unsigned long long)R.rows_done, R.statements,
           R.tolerated ? " (some errors ignored, see above)" : "");
