@@ -388,19 +388,13 @@ cleanup:
   return rc;
 }
 
-/* Returns a copy of a valid token (caller owns; free()). When stale is not
- * NULL the caller saw it rejected: a cached token equal to it is dropped and
- * a new one fetched, while a different cached token (another thread already
- * refreshed) is used as is. */
-static int dsd__cc_token(dsd_cc_t *cc, const char *stale, char **out, dsd_err_t *err) {
+/* Fetches a new token into cc->token. Called with cc->lock held, so that
+ * concurrent jobs wait for one fetch instead of each asking the UAA. */
+static int dsd__cc_fetch_token_locked(dsd_cc_t *cc, dsd_err_t *err) {
   int rc = 0;
   dsd__cc_resp_t r = {0};
   json_t *j = NULL;
   char url[1200];
-  *out = NULL;
-  pthread_mutex_lock(&cc->lock);
-  if (cc->token && stale && strcmp(cc->token, stale) == 0) cc->token_expiry = 0;
-  if (cc->token && dsd__cc_now() < cc->token_expiry) goto done;
   rc = dsd__cc_discover_uaa_locked(cc, err);
   if (rc < 0) goto cleanup;
   snprintf(url, sizeof(url), "%s/oauth/token", cc->uaa);
@@ -432,15 +426,17 @@ static int dsd__cc_token(dsd_cc_t *cc, const char *stale, char **out, dsd_err_t 
     rc = dsd_err_set(err, DSD_EPROTO, "the uaa's token answer holds no access_token");
     goto cleanup;
   }
-  if (cc->token) {
-    dsd_redact_unregister(cc->token);
-    free(cc->token);
-  }
-  cc->token = strdup(tok);
-  if (cc->token == NULL) {
+  char *copy = strdup(tok);
+  if (copy == NULL) {
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
+  if (cc->token) {
+    dsd_redact_unregister(cc->token);
+    memset(cc->token, 0, strlen(cc->token));
+    free(cc->token);
+  }
+  cc->token = copy;
   dsd_redact_register(cc->token);
   /* Stop using a token a little before the UAA says it expires, so a request
    * sent just before expiry does not arrive just after it. */
@@ -449,13 +445,29 @@ static int dsd__cc_token(dsd_cc_t *cc, const char *stale, char **out, dsd_err_t 
   cc->token_expiry = dsd__cc_now() + (time_t)(expires_in - margin);
   dsd_log_debug("cloud controller: new uaa token for client %s, valid %llds", cc->client_id,
                 (long long)expires_in);
-done:
+cleanup:
+  json_decref(j);
+  dsd__cc_resp_free(&r);
+  return rc;
+}
+
+/* Returns a copy of a valid token (caller owns; free()). When stale is not
+ * NULL the caller saw it rejected: a cached token equal to it is dropped and
+ * a new one fetched, while a different cached token (another thread already
+ * refreshed) is used as is. */
+static int dsd__cc_token(dsd_cc_t *cc, const char *stale, char **out, dsd_err_t *err) {
+  int rc = 0;
+  *out = NULL;
+  pthread_mutex_lock(&cc->lock);
+  if (cc->token && stale && strcmp(cc->token, stale) == 0) cc->token_expiry = 0;
+  if (cc->token == NULL || dsd__cc_now() >= cc->token_expiry) {
+    rc = dsd__cc_fetch_token_locked(cc, err);
+    if (rc < 0) goto cleanup;
+  }
   *out = strdup(cc->token);
   if (*out == NULL) rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
 cleanup:
   pthread_mutex_unlock(&cc->lock);
-  json_decref(j);
-  dsd__cc_resp_free(&r);
   return rc;
 }
 
@@ -822,7 +834,7 @@ int dsd_cc_user_is_space_developer(dsd_cc_t *cc, const char *user_guid, const ch
   int rc = 0;
   dsd_buf_t path = DSD_BUF_INIT;
   json_t *res = NULL;
-  json_int_t total = 0;
+  dsd__cc_resp_t r = {0};
   *yes = false;
   if ((rc = dsd_buf_append_str(&path, "/v3/roles")) < 0 ||
       (rc = dsd__cc_q(&path, "types", "space_developer")) < 0 ||
@@ -832,7 +844,6 @@ int dsd_cc_user_is_space_developer(dsd_cc_t *cc, const char *user_guid, const ch
     goto cleanup;
   }
   /* one page answers the question: total_results counts them all */
-  dsd__cc_resp_t r = {0};
   rc = dsd__cc_call(cc, "GET", path.data, NULL, 3, &r, err);
   if (rc == 0 && r.status != 200) rc = dsd__cc_status_err(&r, "checking the user's roles", err);
   if (rc == 0) {
@@ -842,12 +853,11 @@ int dsd_cc_user_is_space_developer(dsd_cc_t *cc, const char *user_guid, const ch
       rc = dsd_err_set(err, DSD_EPROTO, "checking the user's roles: the answer has no "
                                         "pagination.total_results");
     } else {
-      total = json_integer_value(t);
-      *yes = total > 0;
+      *yes = json_integer_value(t) > 0;
     }
   }
-  dsd__cc_resp_free(&r);
 cleanup:
+  dsd__cc_resp_free(&r);
   dsd_buf_free(&path);
   json_decref(res);
   return rc;
