@@ -78,7 +78,8 @@ typedef struct pgr_stream {
   unsigned last_chunk;
   dsd_sha256_t hash;
   uint64_t bytes;
-  uint64_t newlines;           /* data streams: rows + header + trailer */
+  uint64_t newlines;           /* data streams: newlines after the COPY
+                                  line, i.e. rows + the trailer */
   char sha256[DSD_SHA256_HEX_LEN + 1];
   int hashed;                  /* sha256 final computed */
   /* statement streams */
@@ -117,7 +118,6 @@ struct pgr {
   uint64_t bytes_done;
   uint64_t bytes_total;
   uint64_t rows_done;
-  int cancel_sent;
 };
 
 /* ------------------------------------------------------------------ */
@@ -136,8 +136,12 @@ static void pgr_log(const pgr_t *R, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  dsd_log_info("restore: %s", line);
-  if (R->ctx->io.log) R->ctx->io.log(R->ctx->io.data, line);
+  /* The job's log (the pipeline redacts and stores it); without one, the
+   * process log. */
+  if (R->ctx->io.log)
+    R->ctx->io.log(R->ctx->io.data, line);
+  else
+    dsd_log_info("restore: %s", line);
 }
 
 static void pgr_progress(pgr_t *R, const char *current) {
