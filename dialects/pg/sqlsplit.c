@@ -416,6 +416,29 @@ dsd_sqlsplit_t *dsd_sqlsplit_new(dsd_sqlsplit_cb cb, void *data) {
 int dsd_sqlsplit_feed(dsd_sqlsplit_t *s, const char *buf, size_t len,
                       dsd_err_t *err) {
   for (size_t i = 0; i < len; i++) {
+    /* Fast path: inside a string or a dollar quote only one byte value
+     * can change the state, so copy up to it at once (large objects come
+     * as lo_put statements with megabytes of hex in one string). */
+    int stop = -1;
+    if (s->st == ST_SQUOTE)
+      stop = '\'';
+    else if (s->st == ST_DQUOTE)
+      stop = '"';
+    else if (s->st == ST_DOLLAR && s->match == 0)
+      stop = '$';
+    if (stop >= 0) {
+      const char *from = buf + i, *end = buf + len;
+      const char *q = memchr(from, stop, (size_t)(end - from));
+      size_t bulk = q ? (size_t)(q - from) : (size_t)(end - from);
+      if (bulk > 0) {
+        if (dsd_buf_append(&s->stmt, from, bulk))
+          return dsd_err_set(err, DSD_ENOMEM, "out of memory splitting sql");
+        for (const char *p = from; (p = memchr(p, '\n', (size_t)(from + bulk - p))) != NULL; p++)
+          s->line++;
+        i += bulk;
+        if (i == len) break;
+      }
+    }
     unsigned char c = (unsigned char)buf[i];
     int rc;
     while ((rc = step(s, c, err)) == AGAIN) {

@@ -95,6 +95,9 @@ static void test_simple(void **state) {
 static void test_standard_strings(void **state) {
   expect_split("SELECT 'a;b''c;';SELECT '\\';SELECT 2;",
                "S|SELECT 'a;b''c;';|-|1\nS|SELECT '\\';|-|1\nS|SELECT 2;|-|1\n");
+  /* lines are counted inside strings and identifiers too */
+  expect_split("SELECT 'a\nb;\nc', \"x\ny\";\nSELECT 2;",
+               "S|SELECT 'a\nb;\nc', \"x\ny\";|-|1\nS|SELECT 2;|-|5\n");
   /* X'..', B'..' and N'..' are standard strings */
   expect_split("SELECT x';', b';', n';';",
                "S|SELECT x';', b';', n';';|-|1\n");
