@@ -140,9 +140,11 @@ static int dsd__file_put(void *self, const char *key, const void *data, size_t l
   return dsd__commit_tmp(fd, tmp, path, err);
 }
 
-static int dsd__file_get(void *self, const char *key, dsd_buf_t *out, dsd_err_t *err) {
-  char path[PATH_MAX];
-  int rc = dsd__path(self, key, path, sizeof(path), err);
+/* Opens key for reading: a file descriptor, or a negative code with err set
+ * (DSD_ENOTFOUND when the object does not exist). path receives the path. */
+static int dsd__open_read(dsd__file_store_t *fs, const char *key, char *path, size_t cap,
+                          dsd_err_t *err) {
+  int rc = dsd__path(fs, key, path, cap, err);
   if (rc != 0) return rc;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -150,6 +152,14 @@ static int dsd__file_get(void *self, const char *key, dsd_buf_t *out, dsd_err_t 
       return dsd_err_set(err, DSD_ENOTFOUND, "object %s not found", key);
     return dsd_err_set(err, DSD_EIO, "open %s: %s", path, strerror(errno));
   }
+  return fd;
+}
+
+static int dsd__file_get(void *self, const char *key, dsd_buf_t *out, dsd_err_t *err) {
+  char path[PATH_MAX];
+  int rc = 0;
+  int fd = dsd__open_read(self, key, path, sizeof(path), err);
+  if (fd < 0) return fd;
   char chunk[65536];
   for (;;) {
     ssize_t n = read(fd, chunk, sizeof(chunk));
@@ -375,14 +385,8 @@ static int dsd__file_reader_open(void *self, const char *key, uint64_t offset,
                                  uint64_t length, dsd_blob_reader_t **out,
                                  dsd_err_t *err) {
   char path[PATH_MAX];
-  int rc = dsd__path(self, key, path, sizeof(path), err);
-  if (rc != 0) return rc;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return dsd_err_set(err, DSD_ENOTFOUND, "object %s not found", key);
-    return dsd_err_set(err, DSD_EIO, "open %s: %s", path, strerror(errno));
-  }
+  int fd = dsd__open_read(self, key, path, sizeof(path), err);
+  if (fd < 0) return fd;
   if (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0) {
     close(fd);
     return dsd_err_set(err, DSD_EINVAL, "seek %s: %s", key, strerror(errno));
