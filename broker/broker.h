@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/cc.h"
 #include "core/blob.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -192,6 +193,12 @@ typedef struct dsd_broker_job {
   char instance_id[256];
   char op_id[64];
   char plan[16];                  /* dialect name */
+  /* Where a `source`/`target` name is looked up: the CF space of the
+   * request's context (update: else the one recorded at provision), and the
+   * originating identity ("platform:user_id", "" for a platform call) whose
+   * space_developer role is checked there. */
+  char space_guid[256];
+  char user[256];
   dsd_broker_params_t params;     /* owns */
   atomic_int cancel;
   atomic_int running;             /* 1 once a worker picked it up */
@@ -214,9 +221,13 @@ struct dsd_broker {
   pthread_t renewer;
   bool renewer_started;
   atomic_int stopping;
+  /* The Cloud Controller client shared by every job (its own lock guards
+   * its token cache); NULL when DSD_CF_API is unset. Owns. */
+  dsd_cc_t *cc;
 };
 
-/* Initialises b and starts the worker pool and the lease renewer. */
+/* Initialises b, creates the Cloud Controller client when cfg->cf_api is
+ * set, and starts the worker pool and the lease renewer. */
 int dsd_broker_init(dsd_broker_t *b, const dsd_broker_config_t *cfg,
                     dsd_blob_store_t *store, dsd_err_t *err);
 /* Cancels running jobs, records them as failed ("the broker was stopped"),
@@ -234,9 +245,13 @@ bool dsd_broker_job_cancel_locked(dsd_broker_t *b, const char *instance_id);
 json_t *dsd_broker_op_new(dsd_broker_t *b, dsd_op_type_t type,
                           const char *op_id, const char *user,
                           const char *request_identity);
-/* If op is "in progress" and its lease expired, marks it failed (and the
- * instance accordingly), writes it back and returns true. Caller holds
- * b->lock; inst may be NULL. */
+/* If op is "in progress" and its lease expired, cleans up the transient
+ * resources it lists, marks it failed (and the instance accordingly), writes
+ * it back and returns true. A transient service key that cannot be deleted
+ * (Cloud Controller unreachable) stays listed as not deleted, in this and in
+ * finished operations, and is retried by a later call once its retry time
+ * has passed. Caller holds b->lock; inst may be NULL. Makes Cloud Controller
+ * calls under the lock when service keys are listed. */
 bool dsd_broker_op_recover_locked(dsd_broker_t *b, const char *instance_id,
                                   json_t *inst, json_t *op);
 

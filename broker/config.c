@@ -118,6 +118,27 @@ int dsd_broker_config_from_env(dsd_broker_config_t *c, dsd_err_t *err) {
   c->cf_client_secret = dsd__env_dup("DSD_CF_CLIENT_SECRET");
   if (c->cf_client_secret != NULL)
     dsd_redact_register(c->cf_client_secret);
+  /* A half-configured Cloud Controller would only show up when the first
+   * `source` name fails to resolve, hours later: refuse to start instead,
+   * naming the variable that is missing. */
+  if (c->cf_api != NULL || c->cf_client_id != NULL || c->cf_client_secret != NULL) {
+    const char *missing = c->cf_api == NULL         ? "DSD_CF_API"
+                          : c->cf_client_id == NULL ? "DSD_CF_CLIENT_ID"
+                          : c->cf_client_secret == NULL ? "DSD_CF_CLIENT_SECRET"
+                                                        : NULL;
+    if (missing != NULL) {
+      rc = dsd_err_set(err, DSD_ECONFIG,
+                       "the cloud controller configuration is incomplete: %s is not set"
+                       "\nHINT: set DSD_CF_API, DSD_CF_CLIENT_ID and DSD_CF_CLIENT_SECRET "
+                       "together, or none of them",
+                       missing);
+      goto cleanup;
+    }
+    if (strncmp(c->cf_api, "https://", 8) != 0 && strncmp(c->cf_api, "http://", 7) != 0) {
+      rc = dsd_err_set(err, DSD_ECONFIG, "DSD_CF_API must be an http(s) url");
+      goto cleanup;
+    }
+  }
   rc = dsd__env_bool("DSD_CF_SKIP_SSL_VALIDATION", false, &c->cf_skip_ssl_validation, err);
   if (rc < 0)
     goto cleanup;

@@ -13,8 +13,20 @@
  * (dsd_broker_op_recover_locked).
  *
  * Transient resources (the dump object being written, the multipart upload
- * id) are recorded in the operation BEFORE they are created, so recovery
- * finds them even if the process dies the moment after.
+ * id, the Cloud Controller service key through which a `source`/`target`
+ * named instance is read) are recorded in the operation BEFORE they are
+ * created, so recovery finds them even if the process dies the moment after.
+ *
+ * Service keys: a job given an instance name looks the instance up in the
+ * request's space through the one dsd_cc_t of the process, checks its
+ * dialect and (when the request carried an originating identity) that the
+ * user is a space developer there, records the key name "dsd-<operation
+ * id>" with the instance guid, creates the key, records its guid, reads the
+ * credentials and deletes the key when the dump or import ends, whatever
+ * the outcome. The credentials live only in the job (params.uri) and are
+ * registered with the log redactor. A key that cannot be deleted stays in
+ * the record as not deleted; recovery (dsd_broker_op_recover_locked) and
+ * deprovision delete it later.
  *
  * Cancel: every job has an atomic_int cancel flag, handed to the pipeline.
  * Deprovision sets it for a local job and marks the instance "deleting";
@@ -35,6 +47,7 @@
 
 #define DSD__LOG_MAX 200         /* operation log lines kept in the record */
 #define DSD__PROGRESS_EVERY_S 2  /* progress writes at most this often */
+#define DSD__KEY_RETRY_S 30      /* a failed service key deletion waits this long */
 
 const char *dsd_broker_op_type_name(dsd_op_type_t t) {
   switch (t) {
@@ -101,6 +114,107 @@ static void dsd__op_cleanup_transient(dsd_broker_t *b, json_t *op) {
   }
 }
 
+/* A service key entry of an operation's transient list not yet seen
+ * deleted. */
+static bool dsd__is_live_key(const json_t *t) {
+  const char *kind = json_string_value(json_object_get(t, "type"));
+  return kind != NULL && strcmp(kind, "service_key") == 0 &&
+         !json_is_true(json_object_get(t, "deleted"));
+}
+
+static bool dsd__op_has_live_keys(const json_t *op) {
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(op, "transient"), i, t) if (dsd__is_live_key(t)) return true;
+  return false;
+}
+
+/* Deletes one service key given by its recorded name and instance guid (and
+ * guid, when it was recorded). A key that does not exist counts as deleted:
+ * the process may have died before CC saw the request. */
+static int dsd__key_delete(dsd_broker_t *b, const char *name, const char *instance_guid,
+                           const char *guid, dsd_err_t *err) {
+  char *found = NULL;
+  int rc = 0;
+  if (b->cc == NULL) {
+    rc = dsd_err_set(err, DSD_ECONFIG,
+                     "this broker has no cloud controller access (DSD_CF_API is not set)");
+    goto cleanup;
+  }
+  if (guid == NULL) {
+    if (instance_guid == NULL) {
+      rc = dsd_err_set(err, DSD_EINTERNAL, "the record of service key \"%s\" has no instance",
+                       name);
+      goto cleanup;
+    }
+    rc = dsd_cc_find_key(b->cc, instance_guid, name, &found, err);
+    if (rc == DSD_ENOTFOUND) {
+      dsd_err_clear(err);
+      rc = 0;
+      goto cleanup;
+    }
+    if (rc < 0)
+      goto cleanup;
+    guid = found;
+  }
+  rc = dsd_cc_delete_key(b->cc, guid, err);
+cleanup:
+  free(found);
+  return rc;
+}
+
+/* Deletes the service keys op lists as not deleted and marks them deleted.
+ * One that fails keeps its entry, with the error and a retry time; unless
+ * force, an entry whose retry time has not come is skipped. Returns how many
+ * are left; note gets a sentence about the first failure. Runs CC calls with
+ * b->lock held, as the blob calls of recovery do: recovery is rare and the
+ * lock is what keeps two threads of this process from recovering the same
+ * operation at once. */
+static int dsd__op_release_keys(dsd_broker_t *b, const char *instance_id, json_t *op, bool force,
+                                bool *changed, char *note, size_t cap) {
+  size_t i;
+  json_t *t;
+  int left = 0;
+  int64_t now = dsd_broker_now();
+  json_array_foreach(json_object_get(op, "transient"), i, t) {
+    if (!dsd__is_live_key(t))
+      continue;
+    const char *name = json_string_value(json_object_get(t, "name"));
+    json_int_t retry_at = json_integer_value(json_object_get(t, "retry_at"));
+    if (name == NULL)
+      continue;
+    if (!force && retry_at > now) {
+      left++;
+      continue;
+    }
+    dsd_err_t err = {0};
+    int rc = dsd__key_delete(b, name, json_string_value(json_object_get(t, "instance_guid")),
+                             json_string_value(json_object_get(t, "guid")), &err);
+    *changed = true;
+    if (rc == 0) {
+      char when[32];
+      dsd_broker_iso8601(now, when, sizeof(when));
+      json_object_set_new(t, "deleted", json_true());
+      json_object_set_new(t, "deleted_at", json_string(when));
+      json_object_del(t, "retry_at");
+      json_object_del(t, "last_error");
+      dsd_log_info("instance %s: transient service key %s deleted", instance_id, name);
+      continue;
+    }
+    left++;
+    json_object_set_new(t, "retry_at", json_integer((json_int_t)(now + DSD__KEY_RETRY_S)));
+    json_object_set_new(t, "last_error", json_string(dsd_err_msg(&err)));
+    dsd_log_warn("instance %s: transient service key %s could not be deleted, retrying later: %s",
+                 instance_id, name, dsd_err_msg(&err));
+    if (note != NULL && note[0] == '\0')
+      snprintf(note, cap,
+               "service key \"%s\" could not be deleted yet (%s); the broker keeps its "
+               "record and retries",
+               name, dsd_err_msg(&err));
+  }
+  return left;
+}
+
 bool dsd_broker_op_recover_locked(dsd_broker_t *b, const char *instance_id, json_t *inst,
                                   json_t *op) {
   const char *state = json_string_value(json_object_get(op, "state"));
@@ -108,26 +222,39 @@ bool dsd_broker_op_recover_locked(dsd_broker_t *b, const char *instance_id, json
   json_t *lease = json_object_get(op, "lease");
   json_int_t expires = json_integer_value(json_object_get(lease, "expires_at"));
   const char *owner = json_string_value(json_object_get(lease, "owner"));
-  char key[600], when[32];
+  char key[600], when[32], note[DSD_ERR_MSG_MAX] = "";
   dsd_err_t err = {0};
-  if (state == NULL || strcmp(state, "in progress") != 0 || op_id == NULL)
+  bool changed = false;
+  if (state == NULL || op_id == NULL)
+    return false;
+  bool running = strcmp(state, "in progress") == 0;
+  if (!running && !dsd__op_has_live_keys(op))
     return false;
   if (expires >= dsd_broker_now() || dsd__job_is_local_locked(b, instance_id, op_id))
     return false;
+  dsd_broker_key_op(key, sizeof(key), instance_id, op_id);
+  if (!running) {
+    /* a finished operation whose key deletion failed: retry it */
+    dsd__op_release_keys(b, instance_id, op, false, &changed, NULL, 0);
+    if (changed && dsd_broker_state_put(b->store, key, op, &err) < 0)
+      dsd_log_error("instance %s: cannot record the service key cleanup: %s", instance_id,
+                    dsd_err_msg(&err));
+    return false;
+  }
   dsd_broker_iso8601(expires, when, sizeof(when));
   dsd_log_warn("instance %s: operation %s lost its lease (owner %s, expired %s): marking it failed",
                instance_id, op_id, owner ? owner : "?", when);
   dsd__op_cleanup_transient(b, op);
-  char desc[512];
+  dsd__op_release_keys(b, instance_id, op, true, &changed, note, sizeof(note));
+  char desc[512 + DSD_ERR_MSG_MAX];
   snprintf(desc, sizeof(desc),
            "the broker running this operation stopped before it finished (its lease expired "
-           "at %s)\nHINT: run the operation again",
-           when);
+           "at %s)%s%s\nHINT: run the operation again",
+           when, note[0] ? "; " : "", note);
   json_object_set_new(op, "state", json_string("failed"));
   json_object_set_new(op, "description", json_string(desc));
   json_object_set_new(op, "recovered_by", json_string(b->owner));
   dsd__op_touch(op);
-  dsd_broker_key_op(key, sizeof(key), instance_id, op_id);
   if (dsd_broker_state_put(b->store, key, op, &err) < 0)
     dsd_log_error("instance %s: cannot record the failed operation: %s", instance_id,
                   dsd_err_msg(&err));
@@ -246,6 +373,216 @@ static int dsd__job_record(dsd_broker_job_t *job, const char *kind, const char *
   return rc;
 }
 
+/* ------------------------------------------------- cloud controller keys */
+
+/* The transient service key of a job. */
+typedef struct {
+  char name[96];          /* "dsd-<operation id>": unique per instance */
+  char instance_guid[64];
+  char *guid;             /* owns; NULL until CC returned it */
+  bool recorded;          /* the name is in the operation's transient list */
+} dsd__cckey_t;
+
+typedef struct {
+  const dsd__cckey_t *k;
+  const char *error; /* deletion failed: why (for the record) */
+  bool deleted;
+} dsd__keyrec_t;
+
+static void dsd__key_add(json_t *op, void *data) {
+  const dsd__keyrec_t *r = data;
+  json_array_append_new(json_object_get(op, "transient"),
+                        json_pack("{s:s, s:s, s:s, s:n, s:b}", "type", "service_key", "name",
+                                  r->k->name, "instance_guid", r->k->instance_guid, "guid",
+                                  "deleted", 0));
+}
+
+/* Updates the entry of r->k: its guid, and deleted or the deletion error. */
+static void dsd__key_update(json_t *op, void *data) {
+  const dsd__keyrec_t *r = data;
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(op, "transient"), i, t) {
+    const char *kind = json_string_value(json_object_get(t, "type"));
+    const char *name = json_string_value(json_object_get(t, "name"));
+    if (kind == NULL || strcmp(kind, "service_key") != 0 || name == NULL ||
+        strcmp(name, r->k->name) != 0)
+      continue;
+    if (r->k->guid != NULL)
+      json_object_set_new(t, "guid", json_string(r->k->guid));
+    if (r->deleted) {
+      char when[32];
+      dsd_broker_iso8601(dsd_broker_now(), when, sizeof(when));
+      json_object_set_new(t, "deleted", json_true());
+      json_object_set_new(t, "deleted_at", json_string(when));
+    } else if (r->error != NULL) {
+      json_object_set_new(t, "last_error", json_string(r->error));
+      json_object_set_new(t, "retry_at",
+                          json_integer((json_int_t)(dsd_broker_now() + DSD__KEY_RETRY_S)));
+    }
+  }
+}
+
+static int dsd__key_record(dsd_broker_job_t *job, void (*fn)(json_t *, void *),
+                           dsd__keyrec_t *r, dsd_err_t *err) {
+  pthread_mutex_lock(&job->b->lock);
+  int rc = dsd__job_op_update_locked(job, fn, r, err);
+  pthread_mutex_unlock(&job->b->lock);
+  return rc;
+}
+
+/* The user guid of an originating identity "platform:user_id"; NULL for a
+ * platform call (no identity). Borrowed from user. */
+static const char *dsd__user_guid(const char *user) {
+  if (user == NULL || user[0] == '\0')
+    return NULL;
+  const char *colon = strchr(user, ':');
+  return colon != NULL && colon[1] != '\0' ? colon + 1 : user;
+}
+
+static const char *dsd__dialect_title(const char *d) {
+  return strcmp(d, "pg") == 0 ? "postgresql" : d;
+}
+
+/* Resolves job->params.instance_name (the `source` or `target`, named by
+ * role) into job->params.uri through a new service key k. Every failure
+ * before the key is created leaves nothing to clean up; after k->recorded
+ * the caller must call dsd__cc_release whatever happens. The credentials are
+ * never logged: only the key's name and guid are. */
+static int dsd__cc_acquire(dsd_broker_job_t *job, const char *role, dsd__cckey_t *k,
+                           dsd_err_t *err) {
+  dsd_broker_t *b = job->b;
+  const char *name = job->params.instance_name;
+  const char *user = dsd__user_guid(job->user);
+  dsd_cc_instance_t inst;
+  json_t *creds = NULL;
+  char text[512];
+  int rc = 0;
+  if (b->cc == NULL) {
+    rc = dsd_err_set(err, DSD_ECONFIG,
+                     "service instance names cannot be resolved: this broker has no cloud "
+                     "controller access\nHINT: set DSD_CF_API, DSD_CF_CLIENT_ID and "
+                     "DSD_CF_CLIENT_SECRET");
+    goto cleanup;
+  }
+  if (job->space_guid[0] == '\0') {
+    rc = dsd_err_set(err, DSD_EINVAL,
+                     "the request carried no space_guid, so %s service instance \"%s\" cannot "
+                     "be looked up",
+                     role, name);
+    goto cleanup;
+  }
+  snprintf(text, sizeof(text), "looking up %s service instance \"%s\"", role, name);
+  dsd__job_progress(job, text);
+  rc = dsd_cc_find_instance(b->cc, name, job->space_guid, &inst, err);
+  if (rc < 0)
+    goto cleanup;
+  /* the dump's dialect is the plan's: a source or target of another kind
+   * would fail halfway, after data moved */
+  const char *found = dsd_cc_dialect_of(inst.offering, inst.plan);
+  if (found != NULL && strcmp(found, job->plan) != 0) {
+    rc = dsd_err_set(err, DSD_EINVAL,
+                     "%s service instance \"%s\" is a %s database but this %s is %s"
+                     "\nHINT: %s (it is of offering \"%s\", plan \"%s\")",
+                     role, name, dsd__dialect_title(found),
+                     job->type == DSD_OP_PROVISION ? "service plan" : "dump",
+                     dsd__dialect_title(job->plan),
+                     job->type == DSD_OP_PROVISION ? "create the dump with the plan of its "
+                                                     "database"
+                                                   : "import into a database of the dump's "
+                                                     "dialect",
+                     inst.offering, inst.plan);
+    goto cleanup;
+  }
+  const char *space = inst.space_guid[0] != '\0' ? inst.space_guid : job->space_guid;
+  if (user != NULL) {
+    bool yes = false;
+    rc = dsd_cc_user_is_space_developer(b->cc, user, space, &yes, err);
+    if (rc < 0)
+      goto cleanup;
+    if (!yes) {
+      rc = dsd_err_set(err, DSD_EDENIED,
+                       "user %s is not a space developer in the space of service instance "
+                       "\"%s\"\nHINT: ask a space manager for the SpaceDeveloper role",
+                       user, name);
+      goto cleanup;
+    }
+    dsd__job_log(job, "user %s is a space developer in the space of \"%s\"", user, name);
+  } else {
+    dsd__job_log(job, "no originating identity (a platform call): the space developer check "
+                      "of \"%s\" is skipped", name);
+  }
+  snprintf(k->name, sizeof(k->name), "dsd-%s", job->op_id);
+  snprintf(k->instance_guid, sizeof(k->instance_guid), "%s", inst.guid);
+  dsd__keyrec_t r = {k, NULL, false};
+  /* written before the key exists: a crash from here on leaves a record
+   * that recovery finds the key by */
+  rc = dsd__key_record(job, dsd__key_add, &r, err);
+  if (rc < 0) {
+    dsd_err_prefix(err, "cannot record the service key before creating it");
+    goto cleanup;
+  }
+  k->recorded = true;
+  dsd__job_log(job, "creating service key %s on %s service instance \"%s\" (%s)", k->name, role,
+               name, inst.guid);
+  snprintf(text, sizeof(text), "creating service key %s on \"%s\"", k->name, name);
+  dsd__job_progress(job, text);
+  rc = dsd_cc_create_key(b->cc, inst.guid, k->name, &job->cancel, &k->guid, err);
+  if (rc < 0)
+    goto cleanup;
+  dsd_err_t rerr = {0};
+  if (dsd__key_record(job, dsd__key_update, &r, &rerr) < 0)
+    dsd_log_warn("instance %s: cannot record the service key's guid (recovery finds it by "
+                 "name): %s",
+                 job->instance_id, dsd_err_msg(&rerr));
+  rc = dsd_cc_key_details(b->cc, k->guid, &creds, err);
+  if (rc < 0)
+    goto cleanup;
+  /* any library message that quotes the password is redacted; it stays
+   * registered after the job, as the redactor has no reference counts */
+  dsd_redact_register(json_string_value(json_object_get(creds, "password")));
+  free(job->params.uri);
+  job->params.uri = NULL;
+  rc = dsd_cc_credentials_uri(creds, job->plan, &job->params.uri, err);
+  if (rc < 0) {
+    dsd_err_prefix(err, "service key of %s service instance \"%s\"", role, name);
+    goto cleanup;
+  }
+  dsd__job_log(job, "service key %s created (%s); connecting to \"%s\"", k->name, k->guid,
+               name);
+cleanup:
+  json_decref(creds);
+  return rc;
+}
+
+/* Deletes the job's service key, after success, failure and cancel alike,
+ * and records the outcome. On failure note says so (for the operation's
+ * description) and the record keeps the key for recovery. */
+static void dsd__cc_release(dsd_broker_job_t *job, dsd__cckey_t *k, char *note, size_t cap) {
+  dsd_err_t err = {0};
+  if (!k->recorded)
+    return;
+  int rc = dsd__key_delete(job->b, k->name, k->instance_guid, k->guid, &err);
+  dsd__keyrec_t r = {k, rc < 0 ? dsd_err_msg(&err) : NULL, rc == 0};
+  dsd_err_t rerr = {0};
+  if (rc == 0)
+    dsd__job_log(job, "service key %s deleted", k->name);
+  else {
+    dsd_log_error("instance %s op %s: service key %s could not be deleted: %s", job->instance_id,
+                  job->op_id, k->name, dsd_err_msg(&err));
+    snprintf(note, cap,
+             "service key \"%s\" could not be deleted yet (%s); the broker keeps its record "
+             "and retries",
+             k->name, dsd_err_msg(&err));
+  }
+  if (dsd__key_record(job, dsd__key_update, &r, &rerr) < 0)
+    dsd_log_error("instance %s: cannot record the service key's deletion: %s", job->instance_id,
+                  dsd_err_msg(&rerr));
+  free(k->guid);
+  k->guid = NULL;
+  k->recorded = false;
+}
+
 typedef struct {
   const char *state, *description;
 } dsd__final_t;
@@ -359,18 +696,24 @@ static void dsd__inst_store_locked(dsd_broker_t *b, const char *id, json_t *inst
     dsd_log_error("instance %s: cannot write its state: %s", id, dsd_err_msg(&err));
 }
 
+/* Records the end of a job. note (may be NULL or "") is a sentence added
+ * to the description, e.g. about a service key left to delete. */
 static void dsd__job_finish(dsd_broker_job_t *job, int rc, const dsd_err_t *err,
-                            const char *ok_desc) {
-  char desc[DSD_ERR_MSG_MAX + 64];
+                            const char *ok_desc, const char *note) {
+  char desc[2 * DSD_ERR_MSG_MAX + 64];
+  const char *sep = note != NULL && note[0] != '\0' ? "\n" : "";
+  if (note == NULL)
+    note = "";
   if (rc == 0)
-    snprintf(desc, sizeof(desc), "%s", ok_desc);
+    snprintf(desc, sizeof(desc), "%s%s%s", ok_desc, sep, note);
   else if (rc == DSD_ECANCELED || atomic_load(&job->cancel))
-    snprintf(desc, sizeof(desc), "%s",
+    snprintf(desc, sizeof(desc), "%s%s%s",
              atomic_load(&job->b->stopping)
                  ? "the broker was stopped during this operation\nHINT: run it again"
-                 : "canceled: the instance is being deleted");
+                 : "canceled: the instance is being deleted",
+             sep, note);
   else
-    snprintf(desc, sizeof(desc), "%s", dsd_err_msg(err));
+    snprintf(desc, sizeof(desc), "%s%s%s", dsd_err_msg(err), sep, note);
   dsd__final_t f = {rc == 0 ? "succeeded" : "failed", desc};
   dsd_err_t werr = {0};
   pthread_mutex_lock(&job->b->lock);
@@ -385,7 +728,8 @@ static void dsd__job_finish(dsd_broker_job_t *job, int rc, const dsd_err_t *err,
 static void dsd__job_provision(dsd_broker_job_t *job) {
   dsd_broker_t *b = job->b;
   dsd_err_t err = {0};
-  char key[400];
+  dsd__cckey_t ck = {0};
+  char key[400], note[DSD_ERR_MSG_MAX] = "";
   int rc = 0;
   json_t *facts = json_object();
   dsd_compression_t comp = DSD_COMPRESS_ZSTD;
@@ -400,10 +744,9 @@ static void dsd__job_provision(dsd_broker_job_t *job) {
   }
   dsd__job_log(job, "dumping the %s source into %s", job->plan, key);
   if (job->params.instance_name != NULL) {
-    rc = dsd_err_set(&err, DSD_EUNSUPPORTED,
-                     "resolving service instance names through the Cloud Controller is not "
-                     "implemented yet\nHINT: use source_uri");
-    goto cleanup;
+    rc = dsd__cc_acquire(job, "source", &ck, &err);
+    if (rc < 0)
+      goto cleanup;
   }
   rc = dsd__run_dump(job, key, facts, &err);
   if (rc < 0)
@@ -427,6 +770,9 @@ static void dsd__job_provision(dsd_broker_job_t *job) {
     json_object_set_new(facts, "size", json_integer((json_int_t)info.size));
 
 cleanup:
+  /* before the operation ends: a deprovision waiting for it must find the
+   * key gone */
+  dsd__cc_release(job, &ck, note, sizeof(note));
   if (rc < 0) {
     dsd_err_t cerr = {0};
     dsd_blob_abort_uploads(b->store, key, NULL, &cerr);
@@ -444,13 +790,15 @@ cleanup:
   char ok[128];
   snprintf(ok, sizeof(ok), "dump complete: %" JSON_INTEGER_FORMAT " bytes",
            json_integer_value(json_object_get(facts, "size")));
-  dsd__job_finish(job, rc, &err, ok);
+  dsd__job_finish(job, rc, &err, ok, note);
   json_decref(facts);
 }
 
 static void dsd__job_update(dsd_broker_job_t *job) {
   dsd_broker_t *b = job->b;
   dsd_err_t err = {0};
+  dsd__cckey_t ck = {0};
+  char note[DSD_ERR_MSG_MAX] = "";
   int rc = 0;
   pthread_mutex_lock(&b->lock);
   json_t *inst = dsd__inst_load_locked(b, job->instance_id);
@@ -464,14 +812,14 @@ static void dsd__job_update(dsd_broker_job_t *job) {
   dsd__job_log(job, "importing %s into the %s target (clean=%s)", key, job->plan,
                job->params.clean ? "true" : "false");
   if (job->params.instance_name != NULL) {
-    rc = dsd_err_set(&err, DSD_EUNSUPPORTED,
-                     "resolving service instance names through the Cloud Controller is not "
-                     "implemented yet\nHINT: use target_uri");
-    goto cleanup;
+    rc = dsd__cc_acquire(job, "target", &ck, &err);
+    if (rc < 0)
+      goto cleanup;
   }
   rc = dsd__run_restore(job, key, &err);
 
 cleanup:
+  dsd__cc_release(job, &ck, note, sizeof(note));
   json_decref(inst);
   pthread_mutex_lock(&b->lock);
   inst = dsd__inst_load_locked(b, job->instance_id);
@@ -481,7 +829,7 @@ cleanup:
   }
   json_decref(inst);
   pthread_mutex_unlock(&b->lock);
-  dsd__job_finish(job, rc, &err, "import complete");
+  dsd__job_finish(job, rc, &err, "import complete", note);
 }
 
 /* Waits until the operation that was running when the DELETE arrived has
@@ -511,6 +859,57 @@ static int dsd__wait_previous(dsd_broker_job_t *job, const char *prev, dsd_err_t
   }
 }
 
+static int dsd__collect_key(void *data, const char *key, const dsd_blob_info_t *info) {
+  json_array_append_new(data, json_string(key));
+  return 0;
+}
+
+/* Deletes the service keys that any operation of the instance still lists
+ * as not deleted: the operation records are about to go, and with them the
+ * only trace of a key whose deletion failed. */
+static int dsd__sweep_keys(dsd_broker_job_t *job, dsd_err_t *err) {
+  dsd_broker_t *b = job->b;
+  char prefix[600], note[DSD_ERR_MSG_MAX] = "";
+  json_t *keys = json_array();
+  int rc = 0, left = 0;
+  if (keys == NULL)
+    return dsd_err_set(err, DSD_ENOMEM, "out of memory");
+  snprintf(prefix, sizeof(prefix), "instances/%s/operations/", job->instance_id);
+  rc = dsd_blob_list(b->store, prefix, dsd__collect_key, keys, err);
+  if (rc < 0)
+    goto cleanup;
+  size_t i;
+  json_t *k;
+  json_array_foreach(keys, i, k) {
+    json_t *op = NULL;
+    dsd_err_t gerr = {0};
+    bool changed = false;
+    pthread_mutex_lock(&b->lock);
+    if (dsd_broker_state_get(b->store, json_string_value(k), &op, &gerr) == 0 &&
+        !json_is_true(json_object_get(op, "deleted")) && dsd__op_has_live_keys(op)) {
+      const char *state = json_string_value(json_object_get(op, "state"));
+      /* a running operation's own job deletes its key; only those of ended
+       * (or lease-expired) operations are left to this sweep */
+      if (state == NULL || strcmp(state, "in progress") != 0) {
+        left += dsd__op_release_keys(b, job->instance_id, op, true, &changed, note,
+                                     sizeof(note));
+        if (changed && dsd_broker_state_put(b->store, json_string_value(k), op, &gerr) < 0)
+          dsd_log_warn("instance %s: %s", job->instance_id, dsd_err_msg(&gerr));
+      }
+    }
+    pthread_mutex_unlock(&b->lock);
+    json_decref(op);
+  }
+  if (left > 0)
+    rc = dsd_err_set(err, DSD_EBUSY,
+                     "the instance cannot be deleted yet: %s\nHINT: delete it again once the "
+                     "cloud controller is reachable",
+                     note);
+cleanup:
+  json_decref(keys);
+  return rc;
+}
+
 static void dsd__job_deprovision(dsd_broker_job_t *job) {
   dsd_broker_t *b = job->b;
   dsd_err_t err = {0};
@@ -527,6 +926,9 @@ static void dsd__job_deprovision(dsd_broker_job_t *job) {
       goto cleanup;
   }
   dsd__job_record(job, NULL, NULL, NULL, "previous operation ended");
+  rc = dsd__sweep_keys(job, &err);
+  if (rc < 0)
+    goto cleanup;
   /* every compression's key: the dump may have been made with any */
   static const dsd_compression_t comps[] = {DSD_COMPRESS_ZSTD, DSD_COMPRESS_GZIP,
                                             DSD_COMPRESS_NONE};
@@ -561,7 +963,7 @@ static void dsd__job_deprovision(dsd_broker_job_t *job) {
   }
 cleanup:
   json_decref(inst);
-  dsd__job_finish(job, rc, &err, "deleted");
+  dsd__job_finish(job, rc, &err, "deleted", NULL);
 }
 
 /* ---------------------------------------------------------------- pool */
@@ -688,9 +1090,22 @@ int dsd_broker_init(dsd_broker_t *b, const dsd_broker_config_t *cfg, dsd_blob_st
   snprintf(b->owner, sizeof(b->owner), "%s:%ld:%s", host, (long)getpid(), rnd);
   pthread_mutex_init(&b->lock, NULL);
   pthread_cond_init(&b->cond, NULL);
+  if (cfg->cf_api != NULL) {
+    /* config.c made sure the three variables come together */
+    dsd_cc_config_t ccfg = {.api_url = cfg->cf_api,
+                            .client_id = cfg->cf_client_id,
+                            .client_secret = cfg->cf_client_secret,
+                            .skip_ssl_validation = cfg->cf_skip_ssl_validation};
+    rc = dsd_cc_new(&ccfg, &b->cc, err);
+    if (rc < 0)
+      goto cleanup;
+    dsd_log_info("cloud controller %s: service instance names are resolved there", cfg->cf_api);
+  }
   b->workers = calloc((size_t)cfg->workers, sizeof(pthread_t));
-  if (b->workers == NULL)
-    return dsd_err_set(err, DSD_ENOMEM, "out of memory");
+  if (b->workers == NULL) {
+    rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
+    goto cleanup;
+  }
   for (int i = 0; i < cfg->workers; i++) {
     if (pthread_create(&b->workers[i], NULL, dsd__worker, b) != 0) {
       rc = dsd_err_set(err, DSD_EINTERNAL, "cannot start a worker thread");
@@ -728,12 +1143,15 @@ void dsd_broker_shutdown(dsd_broker_t *b) {
     b->queue = job->next;
     dsd_err_t err = {0};
     atomic_store(&job->cancel, 1);
-    dsd__job_finish(job, DSD_ECANCELED, &err, "");
+    dsd__job_finish(job, DSD_ECANCELED, &err, "", NULL);
     dsd__job_free(job);
   }
   free(b->workers);
   b->workers = NULL;
   b->nworkers = 0;
+  /* no job is left to use it */
+  dsd_cc_free(b->cc);
+  b->cc = NULL;
   pthread_cond_destroy(&b->cond);
   pthread_mutex_destroy(&b->lock);
 }

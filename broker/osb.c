@@ -313,6 +313,9 @@ static void dsd__provision(dsd_broker_t *b, const dsd_broker_req_t *req, const c
   }
   job->params = params;
   memset(&params, 0, sizeof(params));
+  /* a `source` name is looked up in the space the instance is created in */
+  snprintf(job->space_guid, sizeof(job->space_guid), "%s", space);
+  snprintf(job->user, sizeof(job->user), "%s", req->user ? req->user : "");
   dsd_log_info("instance %s: provision %s (plan %s) by %s", id, op_id, plan->name,
                req->user ? req->user : "unknown user");
   dsd__resp(resp, 202, json_pack("{s:s}", "operation", op_id));
@@ -443,6 +446,14 @@ static void dsd__update(dsd_broker_t *b, const dsd_broker_req_t *req, const char
   }
   job->params = params;
   memset(&params, 0, sizeof(params));
+  /* a `target` name is looked up in the instance's space: the PATCH's
+   * context says where the instance is now (CF sends it), else the space
+   * recorded at provision */
+  const char *space = dsd__str(ctx, "space_guid");
+  if (space == NULL)
+    space = dsd__str(inst, "space_guid");
+  snprintf(job->space_guid, sizeof(job->space_guid), "%s", space ? space : "");
+  snprintf(job->user, sizeof(job->user), "%s", req->user ? req->user : "");
   dsd_log_info("instance %s: update %s by %s", id, op_id, req->user ? req->user : "unknown user");
   dsd__resp(resp, 202, json_pack("{s:s}", "operation", op_id));
 
