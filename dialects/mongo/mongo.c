@@ -95,7 +95,14 @@ bool dsd__mongo_db_selected(const char *name) {
          strcmp(name, "config") != 0;
 }
 
-bool dsd__mongo_coll_selected(const char *name) { return strncmp(name, "system.", 7) != 0; }
+bool dsd__mongo_coll_selected(const char *name) {
+  /* As mongodump: system.js (stored functions) is user data, the other
+   * system.* collections belong to the server; '$' marks internal
+   * namespaces. */
+  if (strcmp(name, "system.js") == 0)
+    return true;
+  return strncmp(name, "system.", 7) != 0 && strchr(name, '$') == NULL;
+}
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */

@@ -37,8 +37,8 @@
  * The metadata entry of a collection comes before its data stream. <coll>
  * is the collection name with '%' and '/' (and bytes below 0x20) written as
  * %XX, as mongodump escapes file names; collectionName in the metadata is
- * the real name. system.* collections are not dumped (views are recreated
- * from their metadata, not from system.views).
+ * the real name. system.* collections other than system.js are not dumped
+ * (views are recreated from their metadata, not from system.views).
  *
  * By hand (dialects/mongo/README.md has the tested recipe): extract the
  * tar, then for every directory mongo/DB/C.bson concatenate its chunk files
@@ -132,7 +132,8 @@ int dsd__mongo_uri_db(const char *uri, char **db, dsd_err_t *err);
 /* Whether a database found by listDatabases is dumped when the URI names
  * none: every one except admin, local and config. */
 bool dsd__mongo_db_selected(const char *name);
-/* Whether a collection of listCollections is dumped (not system.*). */
+/* Whether a collection of listCollections is dumped: not system.*
+ * except system.js, not a name with '$' (as mongodump). */
 bool dsd__mongo_coll_selected(const char *name);
 
 /* ------------------------------------------------------------------ */
