@@ -137,7 +137,8 @@ static int dsd__mr_flush(dsd__mr_t *R, dsd__mr_coll_t *c, dsd_err_t *err) {
 
   if (c == NULL || c->nbatch == 0)
     return 0;
-  docs = calloc(c->nbatch, sizeof *docs);
+  /* bson_t is declared 128-byte aligned; calloc only promises 16. */
+  docs = aligned_alloc(BSON_ALIGNOF(bson_t), c->nbatch * sizeof *docs);
   ptrs = calloc(c->nbatch, sizeof *ptrs);
   if (docs == NULL || ptrs == NULL) {
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
@@ -213,6 +214,12 @@ static int dsd__mr_metadata(dsd__mr_t *R, dsd_archive_reader_t *r, const char *n
     dsd__mrlog(R, "skipped unexpected archive entry %s", name);
     return 0;
   }
+  /* The previous collection's data has ended: send its last batch before
+   * touching the next collection, so the target fills collection by
+   * collection and an error names the right one. */
+  if ((rc = dsd__mr_flush(R, R->filling, err)))
+    goto cleanup;
+  R->filling = NULL;
   if (size > (64u << 20)) {
     rc = dsd_err_set(err, DSD_EPROTO, "archive entry %s is too large for metadata", name);
     goto cleanup;
