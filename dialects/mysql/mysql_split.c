@@ -251,12 +251,43 @@ again:
   return rc;
 }
 
+/* Length of the run at p[0..n) that cannot change the state: the inside
+ * of a string, or plain statement text. Most of a data stream is such runs,
+ * so they are copied in bulk rather than byte by byte. */
+static size_t dsd__plain_run(const dsd__mysql_split_t *s, const char *p, size_t n) {
+  size_t j = 0;
+  if ((s->st == S_SQ || s->st == S_DQ) && !s->esc) {
+    char q = s->st == S_SQ ? '\'' : '"';
+    while (j < n && p[j] != q && p[j] != '\\' && p[j] != '\n')
+      j++;
+  } else if (s->st == S_NORMAL && s->has_content && !s->dl_possible && s->dmatch == 0) {
+    while (j < n) {
+      char c = p[j];
+      if (c == '\'' || c == '"' || c == '`' || c == '#' || c == '/' || c == '-' ||
+          c == '\n' || c == s->delim[0])
+        break;
+      j++;
+    }
+  }
+  return j;
+}
+
 int dsd__mysql_split_feed(dsd__mysql_split_t *s, const char *buf, size_t len,
                           dsd_err_t *err) {
-  for (size_t i = 0; i < len; i++) {
-    int rc = dsd__byte(s, buf[i], err);
+  size_t i = 0;
+  while (i < len) {
+    size_t run = dsd__plain_run(s, buf + i, len - i);
+    int rc;
+    if (run > 0) {
+      if (dsd_buf_append(&s->cur, buf + i, run) < 0)
+        return dsd_err_set(err, DSD_ENOMEM, "out of memory");
+      i += run;
+      continue;
+    }
+    rc = dsd__byte(s, buf[i], err);
     if (rc != 0)
       return rc;
+    i++;
   }
   return 0;
 }
