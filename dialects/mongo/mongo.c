@@ -415,6 +415,9 @@ static int dsd__drv_insert_many(void *conn, const char *db, const char *coll,
   /* Unordered: the server may apply the batch in parallel; any failed
    * document fails the restore anyway. */
   BSON_APPEND_BOOL(&opts, "ordered", false);
+  /* The documents come from a server: field names with '.' or '$' (legal
+   * since 5.0) must go back as they were, so no client-side key checks. */
+  BSON_APPEND_BOOL(&opts, "validate", false);
   if (!mongoc_collection_insert_many(cl, (const bson_t **)docs, n, &opts, &reply, &be))
     rc = dsd__mongo_fail(err, &be, "cannot insert documents");
   bson_destroy(&reply);

@@ -8,8 +8,9 @@
  * The server URI comes from the environment (DSD_MONGO_TOOL_URI), never
  * from argv, since it carries a password.
  *
- *   test_mongo_tool command DB JSON    runs the command (extended JSON),
- *                                      prints the reply (relaxed JSON)
+ *   test_mongo_tool command DB JSON    runs the command (extended JSON; "-"
+ *                                      reads it from stdin), prints the
+ *                                      reply (relaxed JSON)
  *   test_mongo_tool find DB COLL       prints every document, one per line,
  *                                      sorted by _id (canonical JSON)
  *   test_mongo_tool indexes DB COLL    prints listIndexes, one per line
@@ -61,8 +62,24 @@ int main(int argc, char **argv) {
   }
   mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
   if (!strcmp(argv[1], "command") && argc == 4) {
-    bson_t *cmd = bson_new_from_json((const uint8_t *)argv[3], -1, &e), reply;
-    char *j;
+    bson_t *cmd, reply;
+    char *j, *text = argv[3];
+    if (!strcmp(text, "-")) {
+      /* Large commands (inserts) exceed what argv can carry. */
+      size_t cap = 1 << 16, len = 0, n;
+      text = malloc(cap);
+      while (text && (n = fread(text + len, 1, cap - len - 1, stdin)) > 0) {
+        len += n;
+        if (len + 1 == cap)
+          text = realloc(text, cap *= 2);
+      }
+      if (text == NULL)
+        goto cleanup;
+      text[len] = '\0';
+    }
+    cmd = bson_new_from_json((const uint8_t *)text, -1, &e);
+    if (text != argv[3])
+      free(text);
     if (cmd == NULL) {
       fprintf(stderr, "test_mongo_tool: %s\n", e.message);
       goto cleanup;
