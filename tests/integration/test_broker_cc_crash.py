@@ -180,7 +180,8 @@ def main():
     check(cc.events("dsd-" + op)[-1] == "delete", f"kill-3: {cc.history}")
 
     for x in brokers:
-        x.stop()
+        rc = x.stop()
+        check(rc in (0, -signal.SIGKILL), f"broker exit status {rc} (see {x.log_path})")
         log = x.log()
         check(pg["password"] not in log, "database password in a broker log")
         check(cc.client_secret not in log, "client secret in a broker log")
