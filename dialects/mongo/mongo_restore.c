@@ -22,6 +22,11 @@
  *                                  data, as mongorestore does) and the
  *                                  views created (dropped first with clean)
  *
+ * When the target URI names a database and the archive holds one
+ * database, the collections go into the URI's database (a service
+ * instance's credentials reach their own database only); otherwise every
+ * database keeps its name.
+ *
  * The server is reached only through dsd__mongo_ops_t (tests use a fake
  * sink). Memory: one batch being filled per stream (streams are written one
  * after the other by the dump, so in practice one) plus the metadata.
@@ -67,6 +72,8 @@ typedef struct dsd__mr {
   uint64_t bytes_done, rows_done;
   uint32_t tables_done, tables_total;
   unsigned batches;
+  char from_db[DSD__MR_NAME]; /* the archive's only database ... */
+  char *to_db;                /* ... goes into this one (owned); NULL: kept */
 } dsd__mr_t;
 
 static void dsd__mrlog(dsd__mr_t *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -249,7 +256,7 @@ static int dsd__mr_metadata(dsd__mr_t *R, dsd_archive_reader_t *r, const char *n
   }
   memcpy(c->entry, name, elen);
   c->entry[elen] = '\0';
-  c->db = bson_strdup(db);
+  c->db = bson_strdup(R->to_db != NULL && strcmp(db, R->from_db) == 0 ? R->to_db : db);
   if ((rc = dsd__mongo_meta_parse(json.data ? json.data : "", json.len, &c->meta, err))) {
     dsd_err_prefix(err, "archive entry %s", name);
     goto cleanup;
@@ -443,11 +450,22 @@ int dsd__mongo_restore_ops(const dsd__mongo_ops_t *ops, const dsd_restore_ctx_t 
   R.tables_total = json_is_array(tables) ? (uint32_t)json_array_size(tables) : 0;
   if ((rc = dsd__mongo_uri_db(ctx->uri, &db, err)))
     goto cleanup;
-  if (db != NULL)
-    /* Restoring into the URI's database would need renaming every
-     * collection; the dump's database names are used as they are. */
-    dsd__mrlog(&R, "the target uri names database %s; the archive's databases are restored "
-               "under their own names", db);
+  if (db != NULL) {
+    const json_t *dbs = mm ? json_object_get(mm, "databases") : NULL;
+    const char *only = json_array_size(dbs) == 1 ? json_string_value(json_array_get(dbs, 0)) : NULL;
+    /* A service instance's credentials usually reach its own database
+     * only, so a one-database dump goes into the database the target URI
+     * names, as pg's does. A dump of several databases keeps their names. */
+    if (only != NULL && strlen(only) < DSD__MR_NAME) {
+      snprintf(R.from_db, sizeof R.from_db, "%s", only);
+      R.to_db = db;
+      db = NULL;
+      dsd__mrlog(&R, "database %s of the archive is restored into %s", R.from_db, R.to_db);
+    } else {
+      dsd__mrlog(&R, "the archive holds several databases: they are restored under their own "
+                 "names, not into %s", db);
+    }
+  }
   buf = malloc(DSD__MR_READ);
   if (buf == NULL) {
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
@@ -514,6 +532,7 @@ cleanup:
   }
   if (R.conn)
     ops->disconnect(R.conn);
+  bson_free(R.to_db);
   bson_free(db);
   free(buf);
   return rc;

@@ -19,7 +19,8 @@ Checks:
     at most 1000 documents; indexes come after the documents
   - replica-set double: the first find reads with readConcern snapshot, the
     later ones at the cluster time the first one returned
-  - anonymization of nested fields and arrays of documents
+  - anonymization of nested fields and arrays of documents; a one-database
+    dump restored into the database the target URI names
   - cancel (SIGINT) of a slow dump leaves nothing in the store
   - a server that refuses authentication: a failed dump whose message and
     output hold no password
@@ -184,10 +185,13 @@ def main():
     check(p.returncode == 0, f"anonymized dump failed: {p.stderr}")
     dbl3 = mongo.MongoDouble()
     uri3 = dbl3.start()
-    p = run([DSD, "restore", "--from", "file://" + aarch], dict(env, DSD_TARGET_URI=uri3))
+    # A one-database dump goes into the database the target URI names.
+    p = run([DSD, "restore", "--from", "file://" + aarch],
+            dict(env, DSD_TARGET_URI=uri3.replace("/?", "/copy?")))
     check(p.returncode == 0, f"restore of the anonymized dump failed: {p.stderr}")
+    check(set(dbl3.dbs) == {"copy"}, f"restored into {set(dbl3.dbs)}, not copy")
     mongo.use(uri3)
-    anon = mongo.find("shop", "people")
+    anon = mongo.find("copy", "people")
     mongo.use(uri)
     orig = before["shop"]["people"]["docs"]
     check(len(anon) == len(orig), "anonymized count")

@@ -715,7 +715,8 @@ static void test_dump_cancel_and_error(void **state) {
 /* ------------------------------------------------------------------ */
 /* Restore                                                             */
 
-static int restore(dumped_t *d, int clean, atomic_int *cancel, dsd_err_t *err) {
+static int restore_to(dumped_t *d, const char *uri, int clean, atomic_int *cancel,
+                      dsd_err_t *err) {
   mem_src_t src;
   memset(&src, 0, sizeof src);
   src.base.ops = &mem_src_ops;
@@ -725,12 +726,16 @@ static int restore(dumped_t *d, int clean, atomic_int *cancel, dsd_err_t *err) {
   dsd_restore_ctx_t ctx = {0};
   int rc;
   assert_int_equal(dsd_archive_reader_open(&src.base, &r, err), 0);
-  ctx.uri = "mongodb://u:pw-for-test@target/";
+  ctx.uri = uri;
   ctx.clean = clean;
   ctx.io.cancel = cancel;
   rc = dsd__mongo_restore_ops(&fake_ops, &ctx, r, err);
   dsd_archive_reader_free(r);
   return rc;
+}
+
+static int restore(dumped_t *d, int clean, atomic_int *cancel, dsd_err_t *err) {
+  return restore_to(d, "mongodb://u:pw-for-test@target/", clean, cancel, err);
 }
 
 /* Keeps only the source's documents of shop.people for comparison. */
@@ -842,6 +847,36 @@ static void test_restore_no_clean(void **state) {
   fake_reset();
 }
 
+static void test_restore_into_uri_database(void **state) {
+  dumped_t d;
+  dsd_err_t err = {0};
+
+  /* One database in the archive, one named by the target URI: renamed. */
+  fixture();
+  dump("mongodb://h/shop", NULL, NULL, &d);
+  assert_int_equal(d.rc, 0);
+  fake_reset();
+  assert_int_equal(restore_to(&d, "mongodb://u:pw-for-test@target/copy", 1, NULL, &err), 0);
+  assert_non_null(fget("copy", "people"));
+  assert_int_equal(fget("copy", "people")->ndocs, NPEOPLE);
+  assert_non_null(fget("copy", "adults"));
+  assert_null(fget("shop", "people"));
+  assert_null(strstr(F.calls.data, " shop."));
+  dumped_free(&d);
+
+  /* Several databases: they keep their names. */
+  fixture();
+  dump("mongodb://h/", NULL, NULL, &d);
+  assert_int_equal(d.rc, 0);
+  fake_reset();
+  assert_int_equal(restore_to(&d, "mongodb://u:pw-for-test@target/copy", 1, NULL, &err), 0);
+  assert_non_null(fget("shop", "people"));
+  assert_non_null(fget("crm", "leads"));
+  assert_null(fget("copy", "people"));
+  dumped_free(&d);
+  fake_reset();
+}
+
 static void test_restore_batch_bytes(void **state) {
   dumped_t d;
   dsd_err_t err = {0};
@@ -916,6 +951,7 @@ int main(void) {
       cmocka_unit_test(test_dump_cancel_and_error),
       cmocka_unit_test(test_restore_clean),
       cmocka_unit_test(test_restore_no_clean),
+      cmocka_unit_test(test_restore_into_uri_database),
       cmocka_unit_test(test_restore_batch_bytes),
       cmocka_unit_test(test_restore_cancel_and_corrupt),
   };
