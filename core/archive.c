@@ -9,6 +9,11 @@
  * call into libarchive happens under the writer's one mutex; a logical
  * stream fills its chunk buffer outside the lock and only takes the lock to
  * append a whole chunk entry, so table workers contend only per chunk.
+ * With zstd threads (opts.threads > 1) the lock holder only hands the chunk
+ * to libzstd's worker threads, which compress while the table workers go on
+ * reading; without them the whole compression runs under the lock. Each
+ * stream's sha256 is computed per chunk, outside the lock, and the
+ * compressed output reaches the sink in 1 MiB writes.
  * The first failure is sticky: it is kept in w->err and every later call
  * returns its code without touching libarchive or the sink again.
  *
@@ -38,6 +43,7 @@
  * thousand tables still fits, anything bigger is not a dsd archive. */
 #define DSD__JSON_ENTRY_MAX (256u << 20)
 #define DSD__READ_BUF (256u << 10)
+#define DSD__SINK_BLOCK (1u << 20) /* bytes gathered per blob writer write */
 
 /* ------------------------------------------------------------------ */
 /* Compression names                                                   */
@@ -134,6 +140,8 @@ struct dsd_archive_writer {
   uint64_t total_bytes;
   dsd_archive_stream_t *open; /* streams opened and not closed */
   int discard;             /* aborting: the write callback drops data */
+  char *obuf;              /* compressed bytes gathered for the sink */
+  size_t olen, obuf_cap;
   dsd_err_t err;
 };
 
@@ -148,10 +156,35 @@ static int dsd__writer_fail(dsd_archive_writer_t *w, int code, const char *what,
   return w->err.code;
 }
 
+/* Hands len bytes to the blob writer, hashing and counting them; called
+ * with the lock held (from libarchive's callbacks). */
+static int dsd__sink_put(dsd_archive_writer_t *w, const void *buf, size_t len) {
+  int rc;
+
+  if (len == 0)
+    return 0;
+  rc = dsd_blob_writer_write(w->sink, buf, len);
+  if (rc < 0) {
+    /* The blob writer keeps its own sticky error with the detail. */
+    const char *m = w->sink->err.code ? dsd_err_msg(&w->sink->err) : dsd_strerror(rc);
+    return dsd__writer_fail(w, rc, "cannot write the archive", m);
+  }
+  if (dsd_sha256_update(&w->hash, buf, len) < 0)
+    return dsd__writer_fail(w, DSD_EINTERNAL, "cannot hash the archive", NULL);
+  atomic_fetch_add(&w->compressed, (uint64_t)len);
+  return 0;
+}
+
+/* libarchive writes its output in 10 KiB blocks; they are gathered into
+ * w->obuf so that the blob writer gets few large writes (a file write, or
+ * an S3 part buffer). The buffer is kept here rather than by raising
+ * libarchive's block size because libarchive 3.6 does not free its own
+ * block buffer when the archive is freed in the fatal state. */
 static la_ssize_t dsd__sink_write(struct archive *a, void *data,
                                   const void *buf, size_t len) {
   dsd_archive_writer_t *w = data;
-  int rc;
+  const char *p = buf;
+  size_t left = len;
 
   if (w->discard)
     return (la_ssize_t)len;
@@ -159,25 +192,48 @@ static la_ssize_t dsd__sink_write(struct archive *a, void *data,
     archive_set_error(a, EIO, "the archive writer has already failed");
     return -1;
   }
-  rc = dsd_blob_writer_write(w->sink, buf, len);
-  if (rc < 0) {
-    /* The blob writer keeps its own sticky error with the detail. */
-    const char *m = w->sink->err.code ? dsd_err_msg(&w->sink->err) : dsd_strerror(rc);
-    dsd__writer_fail(w, rc, "cannot write the archive", m);
-    archive_set_error(a, EIO, "blob writer failed");
+  if (w->obuf == NULL && (w->obuf = malloc(w->obuf_cap)) == NULL) {
+    dsd__writer_fail(w, DSD_ENOMEM, "cannot write the archive", "out of memory");
+    archive_set_error(a, ENOMEM, "out of memory");
     return -1;
   }
-  if (dsd_sha256_update(&w->hash, buf, len) < 0) {
-    dsd__writer_fail(w, DSD_EINTERNAL, "cannot hash the archive", NULL);
-    archive_set_error(a, EIO, "hash failed");
-    return -1;
+  while (left > 0) {
+    size_t n = w->obuf_cap - w->olen;
+    if (n > left)
+      n = left;
+    memcpy(w->obuf + w->olen, p, n);
+    w->olen += n;
+    p += n;
+    left -= n;
+    if (w->olen == w->obuf_cap) {
+      int rc = dsd__sink_put(w, w->obuf, w->olen);
+      w->olen = 0;
+      if (rc < 0) {
+        archive_set_error(a, EIO, "blob writer failed");
+        return -1;
+      }
+    }
   }
-  atomic_fetch_add(&w->compressed, (uint64_t)len);
   return (la_ssize_t)len;
 }
 
 static int dsd__sink_open(struct archive *a, void *data) { return ARCHIVE_OK; }
-static int dsd__sink_close(struct archive *a, void *data) { return ARCHIVE_OK; }
+
+/* Called by archive_write_close after the last block: the gathered rest
+ * goes to the blob writer (dropped when aborting). */
+static int dsd__sink_close(struct archive *a, void *data) {
+  dsd_archive_writer_t *w = data;
+  int rc = 0;
+
+  if (!w->discard && w->err.code == 0)
+    rc = dsd__sink_put(w, w->obuf, w->olen);
+  w->olen = 0;
+  if (rc < 0) {
+    archive_set_error(a, EIO, "blob writer failed");
+    return ARCHIVE_FATAL;
+  }
+  return ARCHIVE_OK;
+}
 
 /* Appends one regular-file entry; called with the lock held. */
 static int dsd__write_entry_locked(dsd_archive_writer_t *w, const char *name,
@@ -281,6 +337,9 @@ int dsd_archive_writer_open(dsd_blob_writer_t *sink,
   pthread_mutex_init(&w->lock, NULL);
   w->sink = sink;
   w->chunk_size = o.chunk_size ? o.chunk_size : DSD_ARCHIVE_CHUNK_DEFAULT;
+  /* Not more than a chunk, so that a failing sink is noticed within about
+   * a chunk of data. */
+  w->obuf_cap = w->chunk_size < DSD__SINK_BLOCK ? w->chunk_size : DSD__SINK_BLOCK;
   atomic_init(&w->compressed, 0);
   atomic_init(&w->failed, 0);
   w->streams = json_object();
@@ -431,6 +490,13 @@ static int dsd__stream_flush(dsd_archive_stream_t *s) {
     pthread_mutex_unlock(&s->w->lock);
     return rc;
   }
+  /* Hashed here, outside the lock, once per chunk (see stream_write). */
+  if (s->len > 0 && dsd_sha256_update(&s->hash, s->buf, s->len) < 0) {
+    pthread_mutex_lock(&s->w->lock);
+    rc = dsd__writer_fail(s->w, DSD_EINTERNAL, "cannot hash an archive stream", s->name);
+    pthread_mutex_unlock(&s->w->lock);
+    return rc;
+  }
   pthread_mutex_lock(&s->w->lock);
   rc = dsd__write_entry_locked(s->w, name, s->buf, s->len);
   pthread_mutex_unlock(&s->w->lock);
@@ -452,8 +518,9 @@ int dsd_archive_stream_write(dsd_archive_stream_t *s, const void *data,
     return rc;
   if (len == 0)
     return 0;
-  if (dsd_sha256_update(&s->hash, data, len) < 0)
-    return DSD_EINTERNAL;
+  /* The stream's sha256 is taken over whole chunks in dsd__stream_flush:
+   * callers write a row at a time, and one hash update per row costs more
+   * than the hashing itself. */
   s->bytes += len;
   while (len > 0) {
     size_t n = cap - s->len;
@@ -523,6 +590,7 @@ static void dsd__writer_free(dsd_archive_writer_t *w) {
   }
   if (w->a != NULL)
     archive_write_free(w->a);
+  free(w->obuf);
   dsd_sha256_free(&w->hash);
   json_decref(w->streams);
   pthread_mutex_destroy(&w->lock);

@@ -13,14 +13,19 @@
  *    objects, takes ACCESS SHARE locks on the tables (so no DDL can change
  *    them under the dump), fills the manifest and checks the anonymization
  *    rules against that list. Nothing has been written anywhere yet.
- *  - run: the schema comes from the real pg_dump, run as a child process on
- *    the same snapshot (--snapshot), streamed through a pipe into the
+ *  - run: the schema comes from the real pg_dump, run as child processes on
+ *    the same snapshot (--snapshot), streamed through pipes into the
  *    archive with pg_dump 15.14+'s \restrict lines left out; the drop block
- *    is cut from a --clean --if-exists run. Table data comes from W worker
- *    threads, each with its own connection that imports the snapshot and
- *    runs COPY ... TO STDOUT into the table's stream (anonymizing row by row
- *    when rules apply). Large objects and sequences are read on the leader
- *    connection, which keeps the snapshot's transaction open to the end.
+ *    is cut from a --clean --if-exists run. The three runs (drop, pre-data,
+ *    post-data) start together at the beginning, so their catalog queries
+ *    overlap with each other and with the data; each is read when its turn
+ *    in the archive layout comes, and until then waits on its full pipe
+ *    (so the source sees W + 4 connections at the start, W + 2 during the
+ *    data). Table data comes from W worker threads, each with its own
+ *    connection that imports the snapshot and runs COPY ... TO STDOUT into
+ *    the table's stream (anonymizing row by row when rules apply). Large
+ *    objects and sequences are read on the leader connection, which keeps
+ *    the snapshot's transaction open to the end.
  *
  * Secrets: the URI is only given to libpq. pg_dump gets a keyword/value
  * connection string without the password in argv, and the password in its
@@ -28,7 +33,8 @@
  * dsd_err_set, which redacts the password registered at connect time.
  *
  * Cancel: workers check the cancel flag between COPY rows and cancel the
- * running query (PQcancel); the pg_dump child gets SIGTERM.
+ * running query (PQcancel); the pg_dump child being read gets SIGTERM and
+ * the ones still waiting are killed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -824,22 +830,53 @@ static char **dsd__child_env(const char *password, char **added) {
   return env;
 }
 
-static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int drop_mode,
-                            const char *const *args, dsd_err_t *err) {
+/* A pg_dump child is started well before its output is read: all three
+ * (drop, pre-data, post-data) start together at the beginning of the run, so
+ * their catalog queries overlap with each other and with the table data.
+ * A child whose output is not read yet blocks on its full stdout pipe, which
+ * is all that is buffered (64 KiB): nothing is held whole. The archive gets
+ * each child's stream in layout order because the streams are drained one
+ * after the other. */
+typedef struct dsd__pg_child {
+  pid_t pid;          /* -1: not running */
+  int out, errfd;     /* read ends of stdout and stderr; -1 when closed */
+  const char *stream; /* archive stream name; static string */
+  int drop_mode;
+} dsd__pg_child_t;
+
+#define DSD__PG_CHILD_INIT {-1, -1, -1, NULL, 0}
+
+/* Kills a child that is still running (a failure or cancel elsewhere) and
+ * reaps it. Safe on a child that was never started or already finished. */
+static void dsd__child_kill(dsd__pg_child_t *c) {
+  if (c->pid > 0) {
+    kill(c->pid, SIGKILL);
+    while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    c->pid = -1;
+  }
+  if (c->out >= 0)
+    close(c->out);
+  if (c->errfd >= 0)
+    close(c->errfd);
+  c->out = c->errfd = -1;
+}
+
+/* Starts pg_dump on the dump's snapshot with args; its output is read later
+ * by dsd__child_drain. */
+static int dsd__child_start(dsd__pg_dump_t *st, dsd__pg_child_t *c, const char *stream_name,
+                            int drop_mode, const char *const *args, dsd_err_t *err) {
   const char *argv[16];
   char snap[160], dbarg[4096 + 16];
   char **env = NULL, *envpw = NULL;
   int outp[2] = {-1, -1}, errp[2] = {-1, -1};
   posix_spawn_file_actions_t fa;
-  int fa_init = 0;
-  pid_t pid = -1;
-  dsd__filter_t f = {0};
-  dsd_buf_t errtext = DSD_BUF_INIT;
-  char buf[65536];
-  int rc = 0, status = 0, canceled = 0, argc = 0, open_fds;
+  int fa_init = 0, rc = 0, argc = 0;
 
-  dsd_buf_init(&f.line);
-  f.drop_mode = drop_mode;
+  c->pid = -1;
+  c->out = c->errfd = -1;
+  c->stream = stream_name;
+  c->drop_mode = drop_mode;
   if (strlen(st->conninfo) > 4096)
     return dsd_err_set(err, DSD_EINVAL, "the source connection string is too long");
   snprintf(snap, sizeof snap, "--snapshot=%s", st->snapshot);
@@ -852,12 +889,9 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
   argv[argc++] = dbarg;
   argv[argc] = NULL;
 
-  rc = dsd_archive_stream_open(st->w, stream_name, &f.s);
-  if (rc < 0) {
-    dsd_err_set(err, rc, "%s", dsd_err_msg(dsd_archive_writer_error(st->w)));
-    goto cleanup;
-  }
   env = dsd__child_env(st->password, &envpw);
+  /* O_CLOEXEC: the pipes of one child must not leak into the next one, or
+   * a child would never see EOF on its siblings' pipes. */
   if (env == NULL || pipe2(outp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
     rc = dsd_err_set(err, DSD_EINTERNAL, "cannot start pg_dump: %s", strerror(errno));
     goto cleanup;
@@ -867,22 +901,52 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
   posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-  rc = posix_spawn(&pid, st->pg_dump_path, &fa, NULL, (char *const *)argv, env);
+  rc = posix_spawn(&c->pid, st->pg_dump_path, &fa, NULL, (char *const *)argv, env);
   if (rc != 0) {
-    pid = -1;
+    c->pid = -1;
     rc = dsd_err_set(err, DSD_EINTERNAL, "cannot start %s: %s", st->pg_dump_path, strerror(rc));
     goto cleanup;
   }
-  close(outp[1]);
-  outp[1] = -1;
-  close(errp[1]);
-  errp[1] = -1;
+  c->out = outp[0];
+  c->errfd = errp[0];
+  outp[0] = errp[0] = -1;
+cleanup:
+  for (int i = 0; i < 2; i++) {
+    if (outp[i] >= 0)
+      close(outp[i]);
+    if (errp[i] >= 0)
+      close(errp[i]);
+  }
+  if (fa_init)
+    posix_spawn_file_actions_destroy(&fa);
+  free(env);
+  if (envpw) {
+    explicit_bzero(envpw, strlen(envpw));
+    free(envpw);
+  }
+  return rc;
+}
 
+/* Streams a started child's output into its archive stream (filtered),
+ * waits for it and checks its exit status. The child is reaped on every
+ * path. */
+static int dsd__child_drain(dsd__pg_dump_t *st, dsd__pg_child_t *c, dsd_err_t *err) {
+  dsd__filter_t f = {0};
+  dsd_buf_t errtext = DSD_BUF_INIT;
+  char buf[65536];
+  int rc = 0, status = 0, canceled = 0, open_fds = 2;
+
+  dsd_buf_init(&f.line);
+  f.drop_mode = c->drop_mode;
+  rc = dsd_archive_stream_open(st->w, c->stream, &f.s);
+  if (rc < 0) {
+    dsd_err_set(err, rc, "%s", dsd_err_msg(dsd_archive_writer_error(st->w)));
+    goto cleanup;
+  }
   /* Both pipes are drained together so that a chatty stderr cannot block
    * the child while we wait on stdout. */
-  open_fds = 2;
   while (open_fds > 0) {
-    struct pollfd pf[2] = {{outp[0], POLLIN, 0}, {errp[0], POLLIN, 0}};
+    struct pollfd pf[2] = {{c->out, POLLIN, 0}, {c->errfd, POLLIN, 0}};
     int pr = poll(pf, 2, 250);
     if (pr < 0 && errno != EINTR) {
       rc = dsd_err_set(err, DSD_EINTERNAL, "poll: %s", strerror(errno));
@@ -890,7 +954,7 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
     }
     if (!canceled && dsd__should_stop(st)) {
       canceled = 1;
-      kill(pid, SIGTERM);
+      kill(c->pid, SIGTERM);
     }
     for (int i = 0; i < 2; i++) {
       ssize_t n;
@@ -902,9 +966,9 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
       if (n <= 0) {
         close(pf[i].fd);
         if (i == 0)
-          outp[0] = -1;
+          c->out = -1;
         else
-          errp[0] = -1;
+          c->errfd = -1;
         open_fds--;
         continue;
       }
@@ -919,14 +983,14 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
         if (rc < 0) {
           const dsd_err_t *we = dsd_archive_writer_error(st->w);
           dsd_err_set(err, rc, "%s", we ? dsd_err_msg(we) : dsd_strerror(rc));
-          kill(pid, SIGTERM);
+          kill(c->pid, SIGTERM);
         }
       }
     }
   }
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+  while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
     ;
-  pid = -1;
+  c->pid = -1;
   if (rc < 0)
     goto cleanup;
   if (canceled) {
@@ -940,7 +1004,7 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
     nl = errtext.data ? strchr(errtext.data, '\n') : NULL;
     if (nl && nl[1] == '\0')
       *nl = '\0';
-    rc = dsd_err_set(err, DSD_EDB, "pg_dump (%s) failed with status %d: %s", stream_name,
+    rc = dsd_err_set(err, DSD_EDB, "pg_dump (%s) failed with status %d: %s", c->stream,
                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
                      errtext.data && *errtext.data ? errtext.data : "no message");
     goto cleanup;
@@ -953,23 +1017,7 @@ static int dsd__run_pg_dump(dsd__pg_dump_t *st, const char *stream_name, int dro
     }
   }
 cleanup:
-  if (pid > 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-  }
-  for (int i = 0; i < 2; i++) {
-    if (outp[i] >= 0)
-      close(outp[i]);
-    if (errp[i] >= 0)
-      close(errp[i]);
-  }
-  if (fa_init)
-    posix_spawn_file_actions_destroy(&fa);
-  free(env);
-  if (envpw) {
-    explicit_bzero(envpw, strlen(envpw));
-    free(envpw);
-  }
+  dsd__child_kill(c);
   if (f.s != NULL) {
     int crc = dsd_archive_stream_close(f.s);
     if (rc == 0 && crc < 0)
@@ -1230,9 +1278,11 @@ static int dsd__copy_table(dsd__worker_t *wk, dsd__pg_table_t *t, void *scratch,
     if (rc < 0)
       goto write_failed;
     rows++;
+    /* The shared counters are updated once per MiB, not per row: two
+     * workers adding to one atomic per row keep its cache line bouncing. */
     since += outlen;
-    atomic_fetch_add(&st->bytes_done, outlen);
     if (since >= DSD__PG_PROGRESS_EVERY) {
+      atomic_fetch_add(&st->bytes_done, since);
       atomic_fetch_add(&st->rows_done, rows);
       dsd_archive_stream_add_rows(s, rows);
       rows = 0;
@@ -1267,6 +1317,7 @@ static int dsd__copy_table(dsd__worker_t *wk, dsd__pg_table_t *t, void *scratch,
   rc = dsd_archive_stream_write(s, "\\.\n", 3);
   if (rc < 0)
     goto write_failed;
+  atomic_fetch_add(&st->bytes_done, since);
   atomic_fetch_add(&st->rows_done, rows);
   dsd_archive_stream_add_rows(s, rows);
   rc = dsd_archive_stream_close(s);
@@ -1462,7 +1513,8 @@ static int dsd__dump_blobs(dsd__pg_dump_t *st, dsd_err_t *err) {
       if (len < DSD__PG_LO_PIECE)
         break;
     }
-    dsd_archive_stream_add_rows(s, 1);
+    /* No rows are counted here: the summary's row totals are table rows
+     * (the manifest has the number of large objects). */
   }
   rc = dsd_archive_stream_close(s);
   s = NULL;
@@ -1512,7 +1564,8 @@ static int dsd__dump_sequences(dsd__pg_dump_t *st, dsd_err_t *err) {
     rc = dsd_archive_stream_write(s, line.data, line.len);
     if (rc < 0)
       goto write_failed;
-    dsd_archive_stream_add_rows(s, 1);
+    /* Not a table row: the totals count table rows only (the manifest has
+     * the number of sequences). */
   }
   rc = dsd_archive_stream_close(s);
   s = NULL;
@@ -1545,15 +1598,27 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   static const char *const post_args[] = {"--section=post-data", "--no-owner",
                                           "--no-privileges", NULL};
   dsd__pg_dump_t *st = state;
+  dsd__pg_child_t drop = DSD__PG_CHILD_INIT, pre = DSD__PG_CHILD_INIT,
+                  post = DSD__PG_CHILD_INIT;
   int rc;
 
   st->ctx = ctx;
   st->w = w;
   dsd__progress(st, "schema", NULL);
-  rc = dsd__run_pg_dump(st, "pg/drop", 1, drop_args, err);
+  /* All three schema runs start now, on the same snapshot: each spends most
+   * of its time in catalog queries before writing, and that time now
+   * overlaps with the other runs and with the table data. */
+  rc = dsd__child_start(st, &drop, "pg/drop", 1, drop_args, err);
+  if (rc == 0)
+    rc = dsd__child_start(st, &pre, "pg/pre-data", 0, pre_args, err);
+  if (rc == 0)
+    rc = dsd__child_start(st, &post, "pg/post-data", 0, post_args, err);
   if (rc < 0)
     goto cleanup;
-  rc = dsd__run_pg_dump(st, "pg/pre-data", 0, pre_args, err);
+  rc = dsd__child_drain(st, &drop, err);
+  if (rc < 0)
+    goto cleanup;
+  rc = dsd__child_drain(st, &pre, err);
   if (rc < 0)
     goto cleanup;
   dsd__log(st, "schema (pre-data) written");
@@ -1569,7 +1634,7 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   if (rc < 0)
     goto cleanup;
   dsd__progress(st, "indexes", NULL);
-  rc = dsd__run_pg_dump(st, "pg/post-data", 0, post_args, err);
+  rc = dsd__child_drain(st, &post, err);
   if (rc < 0)
     goto cleanup;
   dsd__log(st, "schema (post-data) written");
@@ -1584,5 +1649,9 @@ cleanup:
     dsd_err_clear(err);
     rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
   }
+  /* Children not drained yet (a failure before their turn) are killed. */
+  dsd__child_kill(&drop);
+  dsd__child_kill(&pre);
+  dsd__child_kill(&post);
   return rc;
 }
