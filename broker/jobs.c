@@ -742,12 +742,12 @@ static void dsd__job_provision(dsd_broker_job_t *job) {
     dsd_err_set(&err, rc, "cannot record the operation's state in the store");
     goto cleanup;
   }
-  dsd__job_log(job, "dumping the %s source into %s", job->plan, key);
   if (job->params.instance_name != NULL) {
     rc = dsd__cc_acquire(job, "source", &ck, &err);
     if (rc < 0)
       goto cleanup;
   }
+  dsd__job_log(job, "dumping the %s source into %s", job->plan, key);
   rc = dsd__run_dump(job, key, facts, &err);
   if (rc < 0)
     goto cleanup;
@@ -809,13 +809,13 @@ static void dsd__job_update(dsd_broker_job_t *job) {
     goto cleanup;
   }
   dsd__job_record(job, NULL, NULL, NULL, "started");
-  dsd__job_log(job, "importing %s into the %s target (clean=%s)", key, job->plan,
-               job->params.clean ? "true" : "false");
   if (job->params.instance_name != NULL) {
     rc = dsd__cc_acquire(job, "target", &ck, &err);
     if (rc < 0)
       goto cleanup;
   }
+  dsd__job_log(job, "importing %s into the %s target (clean=%s)", key, job->plan,
+               job->params.clean ? "true" : "false");
   rc = dsd__run_restore(job, key, &err);
 
 cleanup:
