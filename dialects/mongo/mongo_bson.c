@@ -471,7 +471,9 @@ static int dsd__anon_value(dsd__anon_walk_t *w, const dsd_anon_rule_t *rule, bso
     uint32_t l;
     const uint8_t *b;
     bson_iter_binary(it, &st, &l, &b);
-    type.kind = st == BSON_SUBTYPE_UUID && l == 16 ? DSD_ANON_BYTES : DSD_ANON_BYTES;
+    /* Every subtype (UUIDs included) as bytes: the hash keeps the length
+     * and the subtype is put back, so the value stays valid. */
+    type.kind = DSD_ANON_BYTES;
     type.name = "binData";
     rc = dsd__hex_into(b, l, &w->text);
     break;
