@@ -368,9 +368,9 @@ int dsd_pipeline_dump(const dsd_dump_opts_t *opts, dsd_dump_result_t *res, dsd_e
     char line[256];
     /* rows are table rows: the dialects do not count sequences or large
      * objects as rows. */
-    snprintf(line, sizeof line, "dump complete: %llu bytes, %llu rows in %llu tables, sha256 %s",
+    snprintf(line, sizeof line, "dump complete: %llu bytes, %llu rows in %llu table%s, sha256 %s",
              (unsigned long long)res->size, (unsigned long long)res->rows,
-             (unsigned long long)res->tables, res->sha256);
+             (unsigned long long)res->tables, res->tables == 1 ? "" : "s", res->sha256);
     dsd__on_log(&pipe, line);
   }
 cleanup:

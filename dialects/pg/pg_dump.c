@@ -1643,9 +1643,10 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   dsd__pg_exec(st->leader, "COMMIT", "cannot end the dump transaction", NULL, NULL);
   dsd__progress(st, "done", NULL);
 cleanup:
-  if (rc < 0 && dsd__canceled(st) && rc != DSD_ECANCELED) {
-    /* A failure caused by the cancel (a killed pg_dump, a canceled COPY)
-     * is reported as the cancel it is. */
+  if (rc < 0 && dsd__canceled(st)) {
+    /* A failure caused by the cancel (a killed pg_dump, a canceled COPY, a
+     * blob writer that refuses writes once canceled) is reported as the
+     * cancel it is. */
     dsd_err_clear(err);
     rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
   }
