@@ -402,6 +402,14 @@ class MongoDouble:
                     return self._err(26, "ns not found", "NamespaceNotFound")
                 del colls[coll]
                 return {"ok": 1.0}
+            if lname == "dropindexes":
+                if coll not in colls:
+                    return self._err(26, "ns not found", "NamespaceNotFound")
+                keep = [ix for ix in colls[coll].indexes
+                        if ix["name"] == "_id_" or (cmd["dropIndexes"] and
+                                                   ix["name"] != cmd.get("index"))]
+                colls[coll].indexes = keep
+                return {"ok": 1.0}
             if lname == "dropdatabase":
                 self.dbs.pop(db, None)
                 return {"ok": 1.0}

@@ -158,7 +158,7 @@ def main():
         check(f.read() == b"", "empty.bson is not empty")
 
     # ---- restore with clean over a modified database
-    mongo.command(src, {"delete": "people", "deletes": [{"q": {"_id": {"$lt": 50}}, "limit": 0}]})
+    mongo.command(src, {"drop": "people"})
     mongo.insert(src, "people", [{"_id": -1, "email": "stray@x"}])
     mongo.command(src, {"dropIndexes": "people", "index": "email_1"})
     mongo.command(src, {"drop": "adults"})
