@@ -372,11 +372,9 @@ static int dsd__dump_coll(dsd__mongo_dump_t *st, dsd__mongo_coll_t *c, dsd_archi
   dsd__mlog(st->ctx, "collection %s.%s: %llu documents", c->db, c->name,
             (unsigned long long)rows);
 cleanup:
-  if (s != NULL) {
-    /* A failed stream is closed so the writer forgets it; the writer is
-     * aborted by the pipeline anyway. */
-    dsd_archive_stream_close(s);
-  }
+  /* A stream left open after a failure is not closed (that would write
+   * its partial chunk): the pipeline aborts the writer, which discards
+   * open streams. */
   if (cur)
     st->ops->find_close(cur);
   dsd_buf_free(&scratch);
