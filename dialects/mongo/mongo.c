@@ -307,6 +307,27 @@ static int dsd__drv_list_indexes(void *conn, const char *db, const char *coll, b
   return rc;
 }
 
+static int dsd__drv_coll_size(void *conn, const char *db, const char *coll, uint64_t *bytes,
+                              dsd_err_t *err) {
+  dsd__mconn_t *c = conn;
+  bson_t cmd = BSON_INITIALIZER, reply;
+  bson_error_t be;
+  bson_iter_t it;
+
+  /* Only an estimate for progress: a server that refuses collStats (a
+   * user without the privilege, a version without the command) makes the
+   * total unknown, not the dump fail. */
+  *bytes = 0;
+  BSON_APPEND_UTF8(&cmd, "collStats", coll);
+  if (mongoc_client_command_simple(c->client, db, &cmd, NULL, &reply, &be) &&
+      bson_iter_init_find(&it, &reply, "size") && BSON_ITER_HOLDS_NUMBER(&it) &&
+      bson_iter_as_int64(&it) > 0)
+    *bytes = (uint64_t)bson_iter_as_int64(&it);
+  bson_destroy(&reply);
+  bson_destroy(&cmd);
+  return 0;
+}
+
 static int dsd__drv_snapshot_begin(void *conn, dsd_err_t *err) {
   dsd__mconn_t *c = conn;
   mongoc_session_opt_t *o = mongoc_session_opts_new();
@@ -451,6 +472,7 @@ const dsd__mongo_ops_t dsd__mongo_driver_ops = {
     .list_databases = dsd__drv_list_databases,
     .list_collections = dsd__drv_list_collections,
     .list_indexes = dsd__drv_list_indexes,
+    .coll_size = dsd__drv_coll_size,
     .snapshot_begin = dsd__drv_snapshot_begin,
     .find_open = dsd__drv_find_open,
     .find_next = dsd__drv_find_next,

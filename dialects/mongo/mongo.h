@@ -95,6 +95,10 @@ typedef struct dsd__mongo_ops {
   /* Appends the listIndexes documents of db.coll to the array out. */
   int (*list_indexes)(void *conn, const char *db, const char *coll, bson_t *out,
                       dsd_err_t *err);
+  /* Uncompressed size of db.coll's documents in bytes (collStats "size"),
+   * for progress; 0 when the server does not say. */
+  int (*coll_size)(void *conn, const char *db, const char *coll, uint64_t *bytes,
+                   dsd_err_t *err);
   /* Starts the snapshot session every later find reads through. */
   int (*snapshot_begin)(void *conn, dsd_err_t *err);
   /* Opens a cursor over every document of db.coll (in the snapshot when

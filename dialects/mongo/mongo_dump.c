@@ -53,7 +53,7 @@ typedef struct dsd__mongo_dump {
   dsd__mongo_coll_t *colls;
   size_t ncolls, cap;
   const dsd_dump_ctx_t *ctx;
-  uint64_t bytes_done, rows_done;
+  uint64_t bytes_done, rows_done, bytes_total;
   uint32_t tables_done;
 } dsd__mongo_dump_t;
 
@@ -77,6 +77,8 @@ static void dsd__mprogress(dsd__mongo_dump_t *st, const char *phase, const char 
   p.phase = phase;
   p.current = current;
   p.bytes_done = st->bytes_done;
+  /* The estimate was passed (documents written meanwhile): unknown. */
+  p.bytes_total = st->bytes_total >= st->bytes_done ? st->bytes_total : 0;
   p.rows_done = st->rows_done;
   p.tables_done = st->tables_done;
   p.tables_total = (uint32_t)st->ncolls;
@@ -150,9 +152,13 @@ static int dsd__list_db(dsd__mongo_dump_t *st, const char *db, dsd_err_t *err) {
     c->db = bson_strdup(db);
     c->name = bson_strdup(name);
     c->type = dsd__mongo_coll_type(&c->info);
-    if (strcmp(c->type, "view") != 0 &&
-        (rc = st->ops->list_indexes(st->conn, db, name, &c->indexes, err)))
-      goto cleanup;
+    if (strcmp(c->type, "view") != 0) {
+      uint64_t size = 0;
+      if ((rc = st->ops->list_indexes(st->conn, db, name, &c->indexes, err)))
+        goto cleanup;
+      st->ops->coll_size(st->conn, db, name, &size, err);
+      st->bytes_total += size;
+    }
   }
 cleanup:
   bson_destroy(&list);
@@ -214,6 +220,7 @@ static json_t *dsd__manifest_mongo(const dsd__mongo_dump_t *st, char **dbs, size
   json_object_set_new(m, "server_version", json_string(st->server.version));
   json_object_set_new(m, "max_wire_version", json_integer(st->server.max_wire));
   json_object_set_new(m, "snapshot", json_boolean(st->snapshot));
+  json_object_set_new(m, "est_bytes", json_integer((json_int_t)st->bytes_total));
   json_object_set_new(m, "databases", jdbs);
   json_object_set_new(m, "tables", tables);
   dsd_buf_free(&name);

@@ -69,7 +69,7 @@ typedef struct dsd__mr {
   void *conn;
   dsd__mr_coll_t *colls, *last;
   dsd__mr_coll_t *filling; /* the collection whose batch may be non-empty */
-  uint64_t bytes_done, rows_done;
+  uint64_t bytes_done, rows_done, bytes_total;
   uint32_t tables_done, tables_total;
   unsigned batches;
   char from_db[DSD__MR_NAME]; /* the archive's only database ... */
@@ -95,6 +95,7 @@ static void dsd__mrprogress(dsd__mr_t *R, const char *phase, const char *current
   p.phase = phase;
   p.current = current;
   p.bytes_done = R->bytes_done;
+  p.bytes_total = R->bytes_total >= R->bytes_done ? R->bytes_total : 0;
   p.rows_done = R->rows_done;
   p.tables_done = R->tables_done;
   p.tables_total = R->tables_total;
@@ -448,6 +449,9 @@ int dsd__mongo_restore_ops(const dsd__mongo_ops_t *ops, const dsd_restore_ctx_t 
   mm = json_object_get(dsd_archive_reader_manifest(r), "mongo");
   tables = mm ? json_object_get(mm, "tables") : NULL;
   R.tables_total = json_is_array(tables) ? (uint32_t)json_array_size(tables) : 0;
+  /* The dump's estimate of the documents' size, for progress. */
+  if (mm != NULL && json_integer_value(json_object_get(mm, "est_bytes")) > 0)
+    R.bytes_total = (uint64_t)json_integer_value(json_object_get(mm, "est_bytes"));
   if ((rc = dsd__mongo_uri_db(ctx->uri, &db, err)))
     goto cleanup;
   if (db != NULL) {

@@ -402,6 +402,12 @@ class MongoDouble:
                     return self._err(26, "ns not found", "NamespaceNotFound")
                 del colls[coll]
                 return {"ok": 1.0}
+            if lname == "collstats":
+                if coll not in colls or colls[coll].view:
+                    return self._err(26, "ns not found", "NamespaceNotFound")
+                docs = colls[coll].docs
+                return {"ns": f"{db}.{coll}", "size": sum(len(d) for d in docs),
+                        "count": len(docs), "ok": 1.0}
             if lname == "dropindexes":
                 if coll not in colls:
                     return self._err(26, "ns not found", "NamespaceNotFound")

@@ -114,6 +114,8 @@ def main():
         manifest = json.load(f)
     check(manifest["mongo"]["databases"] == ["crm", "shop"], f"databases {manifest['mongo']}")
     check(manifest["mongo"]["snapshot"] is False, "snapshot on a standalone")
+    est = sum(len(d) for db in ("shop", "crm") for c in dbl.dbs[db].values() for d in c.docs)
+    check(manifest["mongo"]["est_bytes"] == est, f"est_bytes {manifest['mongo']} != {est}")
     base = os.path.join(x, "mongo", "shop")
     with open(os.path.join(base, "people.bson"), "rb") as f:
         check(f.read() == b"".join(raw_people), "people.bson differs from the stored documents")

@@ -210,6 +210,14 @@ static int f_list_indexes(void *conn, const char *db, const char *coll, bson_t *
   call("listIndexes %s.%s", db, coll);
   return 0;
 }
+static int f_coll_size(void *conn, const char *db, const char *coll, uint64_t *bytes,
+                       dsd_err_t *err) {
+  fcoll_t *c = fget(db, coll);
+  *bytes = 0;
+  for (size_t i = 0; c && i < c->ndocs; i++)
+    *bytes += c->docs[i]->len;
+  return 0;
+}
 static int f_snapshot_begin(void *conn, dsd_err_t *err) {
   F.snapshot_begun = true;
   call("snapshot");
@@ -306,7 +314,7 @@ static int f_create_indexes(void *conn, const char *db, const char *coll, const 
 
 static const dsd__mongo_ops_t fake_ops = {
     f_connect, f_disconnect, f_server_info, f_list_databases, f_list_collections,
-    f_list_indexes, f_snapshot_begin, f_find_open, f_find_next, f_find_close,
+    f_list_indexes, f_coll_size, f_snapshot_begin, f_find_open, f_find_next, f_find_close,
     f_drop, f_create, f_insert_many, f_create_indexes,
 };
 
@@ -536,6 +544,16 @@ static void test_dump_layout(void **state) {
   assert_false(json_is_true(json_object_get(mj, "snapshot")));
   assert_string_equal(json_string_value(json_array_get(json_object_get(mj, "databases"), 0)), "shop");
   assert_int_equal(json_array_size(json_object_get(mj, "databases")), 1);
+  {
+    /* The size estimate covers the dumped collections only. */
+    json_int_t want = 0;
+    for (size_t i = 0; i < F.n; i++)
+      if (!strcmp(F.c[i].db, "shop") && strcmp(F.c[i].name, "system.views") != 0)
+        for (size_t k = 0; k < F.c[i].ndocs; k++)
+          want += F.c[i].docs[k]->len;
+    assert_true(want > 0);
+    assert_int_equal(json_integer_value(json_object_get(mj, "est_bytes")), want);
+  }
   assert_null(strstr(F.calls.data, "crm"));
   assert_null(strstr(F.calls.data, "listDatabases"));
 
