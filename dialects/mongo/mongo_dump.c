@@ -113,6 +113,7 @@ void dsd__mongo_dump_free(void *state) {
 static int dsd__list_db(dsd__mongo_dump_t *st, const char *db, dsd_err_t *err) {
   bson_t list = BSON_INITIALIZER;
   bson_iter_t it, f;
+  size_t before = st->ncolls;
   int rc;
 
   rc = st->ops->list_collections(st->conn, db, &list, err);
@@ -160,6 +161,10 @@ static int dsd__list_db(dsd__mongo_dump_t *st, const char *db, dsd_err_t *err) {
       st->bytes_total += size;
     }
   }
+  if (st->ncolls == before)
+    /* MongoDB cannot tell a missing database from an empty one: say so,
+     * in case the name has a typo. */
+    dsd__mlog(st->ctx, "database %s has no collections (or does not exist)", db);
 cleanup:
   bson_destroy(&list);
   return rc;
