@@ -4,18 +4,24 @@
 # Starts a throwaway PostgreSQL 15 cluster of its own (never touches a
 # system instance), fills a database of about DSD_BENCH_MB MiB (pgbench
 # tables plus a text table: md5/random strings that compress poorly and
-# repeated words that compress well), then times, one after the other:
+# repeated words that compress well), then times, in DSD_BENCH_RUNS rounds
+# (each round runs every command once, so a busy spell of the machine hits
+# all of them alike):
 #   dump:    dsd dump            vs  pg_dump | zstd -3   and  pg_dump -Fc
+#            dsd dump with DSD_ZSTD_THREADS=1 (compression in the writing
+#            thread, as before zstd threads) for comparison
 #   restore: dsd restore         vs  zstdcat dump.sql.zst | psql
 # with /usr/bin/time -v (wall time, peak RSS of the process tree) and prints
-# a table with seconds, peak RSS and the ratios dsd/standard, and the sizes
-# of the archives. Results are recorded by hand in bench/README.md.
+# a table with the median seconds and peak RSS and the ratios dsd/standard,
+# and the sizes of the archives. Results are recorded by hand in
+# bench/README.md.
 #
-# Usage: bench/pg.sh            (100 MiB)
-#        DSD_BENCH_MB=1000 bench/pg.sh
+# Usage: bench/pg.sh            (100 MiB, 1 round)
+#        DSD_BENCH_MB=1000 DSD_BENCH_RUNS=3 bench/pg.sh
 # Environment: DSD_BIN (default build/dsd), DSD_BENCH_MB (default 100),
-#   DSD_BENCH_WORKERS (dsd table workers, default 2), DSD_PG_BINDIR
-#   (default /usr/lib/postgresql/15/bin), DSD_BENCH_KEEP=1 keeps the files.
+#   DSD_BENCH_RUNS (rounds, default 1), DSD_BENCH_WORKERS (dsd table
+#   workers, default 2), DSD_PG_BINDIR (default /usr/lib/postgresql/15/bin),
+#   DSD_BENCH_KEEP=1 keeps the files.
 # Not run in CI; only `bash -n bench/pg.sh` is.
 
 set -euo pipefail
@@ -25,6 +31,7 @@ ROOT=$(dirname "$HERE")
 DSD_BIN=${DSD_BIN:-$ROOT/build/dsd}
 MB=${DSD_BENCH_MB:-100}
 WORKERS=${DSD_BENCH_WORKERS:-2}
+RUNS=${DSD_BENCH_RUNS:-1}
 BINDIR=${DSD_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 TIME=/usr/bin/time
 
@@ -101,7 +108,7 @@ echo "database src: $DBSIZE MiB (pgbench scale $SCALE, $TEXT_ROWS text rows)"
 OUT=$WORK/out
 mkdir -p "$OUT"
 chmod 777 "$OUT"
-declare -A SECS RSS
+declare -A SECS RSS ALL_SECS ALL_RSS
 
 # measure NAME CMD...: runs CMD under /usr/bin/time -v, records wall time
 # and peak RSS (largest process of the tree that bash waited for).
@@ -113,24 +120,43 @@ measure() {
     tail -20 "$WORK/$name.err" >&2
     exit 1
   fi
-  local wall
+  local wall secs rss
   wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$log")
-  SECS[$name]=$(echo "$wall" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%.2f", s }')
-  RSS[$name]=$(awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$log")
-  printf '  %-22s %8s s %8s MiB\n' "$name" "${SECS[$name]}" "${RSS[$name]}"
+  secs=$(echo "$wall" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%.2f", s }')
+  rss=$(awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$log")
+  ALL_SECS[$name]="${ALL_SECS[$name]:-} $secs"
+  ALL_RSS[$name]="${ALL_RSS[$name]:-} $rss"
+  printf '  %-22s %8s s %8s MiB\n' "$name" "$secs" "$rss"
 }
 
-echo "dump:"
-measure dsd_dump env DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump --quiet \
-  --workers "$WORKERS" --to "file://$OUT/dsd.tar.zst"
-measure pg_dump_zstd bash -c "set -o pipefail; '$BINDIR/pg_dump' -d src | zstd -q -3 >'$OUT/dump.sql.zst'"
-measure pg_dump_Fc "$BINDIR/pg_dump" -Fc -d src -f "$OUT/dump.custom"
+median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END {
+  if (NR == 0) print "-"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2];
+  else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "restore:"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE r_dsd" -c "CREATE DATABASE r_psql"
-measure dsd_restore env DSD_TARGET_URI="$(uri r_dsd)" "$DSD_BIN" restore --quiet \
-  --from "file://$OUT/dsd.tar.zst"
-measure psql_restore bash -c "set -o pipefail; zstdcat '$OUT/dump.sql.zst' | '$BINDIR/psql' -X -q -v ON_ERROR_STOP=1 -d r_psql >/dev/null"
+for round in $(seq 1 "$RUNS"); do
+  echo "round $round of $RUNS, dump:"
+  rm -f "$OUT/dsd.tar.zst" "$OUT/dsd1.tar.zst"
+  measure dsd_dump env DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump --quiet \
+    --workers "$WORKERS" --to "file://$OUT/dsd.tar.zst"
+  measure pg_dump_zstd bash -c "set -o pipefail; '$BINDIR/pg_dump' -d src | zstd -q -3 >'$OUT/dump.sql.zst'"
+  measure pg_dump_Fc "$BINDIR/pg_dump" -Fc -d src -f "$OUT/dump.custom"
+  measure dsd_dump_1t env DSD_ZSTD_THREADS=1 DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump \
+    --quiet --workers "$WORKERS" --to "file://$OUT/dsd1.tar.zst"
+
+  echo "round $round of $RUNS, restore:"
+  if [ "$round" -gt 1 ]; then
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE r_dsd" -c "DROP DATABASE r_psql" \
+      -c "CREATE DATABASE r_dsd" -c "CREATE DATABASE r_psql"
+  fi
+  measure dsd_restore env DSD_TARGET_URI="$(uri r_dsd)" "$DSD_BIN" restore --quiet \
+    --from "file://$OUT/dsd.tar.zst"
+  measure psql_restore bash -c "set -o pipefail; zstdcat '$OUT/dump.sql.zst' | '$BINDIR/psql' -X -q -v ON_ERROR_STOP=1 -d r_psql >/dev/null"
+done
+for name in "${!ALL_SECS[@]}"; do
+  SECS[$name]=$(echo "${ALL_SECS[$name]}" | median)
+  RSS[$name]=$(echo "${ALL_RSS[$name]}" | median)
+done
 
 # Both restores must hold the same rows.
 for db in r_dsd r_psql; do
@@ -142,7 +168,7 @@ done
 size_mib() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 echo
-echo "PostgreSQL 15, database $DBSIZE MiB, dsd workers $WORKERS, $(nproc) CPUs"
+echo "PostgreSQL 15, database $DBSIZE MiB, dsd workers $WORKERS, $(nproc) CPUs, median of $RUNS round(s)"
 printf '%-30s %9s %9s %12s %12s\n' operation seconds "RSS MiB" "time ratio" "RSS ratio"
 row() { printf '%-30s %9s %9s %12s %12s\n' "$1" "${SECS[$2]}" "${RSS[$2]}" "$3" "$4"; }
 row "dsd dump (zstd)" dsd_dump "" ""
@@ -150,9 +176,12 @@ row "pg_dump | zstd -3" pg_dump_zstd "$(ratio "${SECS[dsd_dump]}" "${SECS[pg_dum
   "$(ratio "${RSS[dsd_dump]}" "${RSS[pg_dump_zstd]}")"
 row "pg_dump -Fc" pg_dump_Fc "$(ratio "${SECS[dsd_dump]}" "${SECS[pg_dump_Fc]}")" \
   "$(ratio "${RSS[dsd_dump]}" "${RSS[pg_dump_Fc]}")"
+row "dsd dump, DSD_ZSTD_THREADS=1" dsd_dump_1t "$(ratio "${SECS[dsd_dump_1t]}" "${SECS[pg_dump_zstd]}")" \
+  "$(ratio "${RSS[dsd_dump_1t]}" "${RSS[pg_dump_zstd]}")"
 row "dsd restore" dsd_restore "" ""
 row "zstdcat | psql" psql_restore "$(ratio "${SECS[dsd_restore]}" "${SECS[psql_restore]}")" \
   "$(ratio "${RSS[dsd_restore]}" "${RSS[psql_restore]}")"
-echo "(ratios are dsd / the standard tool on that row)"
+echo "(ratios are dsd dump or restore / the standard tool on that row;"
+echo " the DSD_ZSTD_THREADS=1 row is compared with pg_dump | zstd -3)"
 echo
 echo "archive sizes (MiB): dsd.tar.zst $(size_mib "$OUT/dsd.tar.zst"), dump.sql.zst $(size_mib "$OUT/dump.sql.zst"), pg_dump -Fc $(size_mib "$OUT/dump.custom")"
