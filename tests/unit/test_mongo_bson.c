@@ -407,6 +407,11 @@ static void test_uri_db(void **state) {
   bson_free(db);
   assert_int_equal(dsd__mongo_uri_db("mongodb://u:sekret-pw@h1,h2/?replicaSet=rs0", &db, &err), 0);
   assert_null(db);
+  /* SRV: parsed without a DNS lookup (that happens at connect time). */
+  assert_int_equal(dsd__mongo_uri_db("mongodb+srv://u:sekret-pw@cluster0.example.invalid/crm"
+                                     "?retryWrites=true", &db, &err), 0);
+  assert_string_equal(db, "crm");
+  bson_free(db);
   assert_int_equal(dsd__mongo_uri_db("mongodb://h", &db, &err), 0);
   assert_null(db);
   /* Not a mongodb uri; the message must not quote it (it may hold a
