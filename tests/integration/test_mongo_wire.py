@@ -219,7 +219,12 @@ def main():
     proc = subprocess.Popen([DSD, "dump", "--to", "file://" + carch, "--quiet"],
                             env=dict(env, DSD_SOURCE_URI=suri), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    # Signal once the documents are flowing (dsd has its handler by then),
+    # however slow the machine is.
+    deadline = time.monotonic() + 60
+    while not any(e[0] == "getMore" for e in slow.log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(proc.poll() is None, "the slow dump ended before it could be canceled")
     proc.send_signal(signal.SIGINT)
     out, errs = proc.communicate(timeout=60)
     check(proc.returncode != 0, "the dump was not canceled")
