@@ -269,6 +269,29 @@ static int dsd__list_catalog(dsd__my_dump_t *st, dsd_err_t *err) {
   }
   mysql_free_result(res);
   res = NULL;
+  /* MariaDB's JSON is LONGTEXT with a json_valid() check named after the
+   * column: call it json, so that the anonymizer keeps its values JSON.
+   * (MySQL reports json as the type itself; its CHECK_CONSTRAINTS has no
+   * TABLE_NAME, so the query fails there and is not needed.) */
+  if (mysql_query(st->leader,
+                  "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.CHECK_CONSTRAINTS"
+                  " WHERE CONSTRAINT_SCHEMA = DATABASE()"
+                  " AND CHECK_CLAUSE = CONCAT('json_valid(`', CONSTRAINT_NAME, '`)')") == 0 &&
+      (res = mysql_store_result(st->leader)) != NULL) {
+    while ((row = mysql_fetch_row(res)) != NULL) {
+      dsd__my_table_t *t = dsd__find_table(st, row[0]);
+      for (size_t c = 0; t != NULL && c < t->ncols; c++)
+        if (strcmp(t->cols[c].name, row[1]) == 0 && strstr(t->cols[c].type, "text") != NULL) {
+          char *json = strdup("json");
+          if (json == NULL)
+            goto nomem;
+          free(t->cols[c].type);
+          t->cols[c].type = json;
+        }
+    }
+    mysql_free_result(res);
+    res = NULL;
+  }
   for (size_t i = 0; i < st->ntables; i++) {
     dsd__my_table_t *t = &st->tables[i];
     dsd_buf_reset(&b);
@@ -360,6 +383,10 @@ static int dsd__lock_and_list(dsd__my_dump_t *st, int *locked, dsd_err_t *err) {
   int rc;
 
   *locked = 0;
+  /* FLUSH TABLES WITH READ LOCK waits for running statements, and every
+   * writer then waits for it: never wait long (a long query on the source
+   * makes the dump fall back to the next mode instead of stalling it). */
+  dsd__mysql_exec(st->leader, "SET SESSION lock_wait_timeout = 30", 34, "lock", NULL, NULL);
   if (dsd__mysql_exec(st->leader, "FLUSH TABLES WITH READ LOCK", 27, "lock", &e, NULL) == 0) {
     st->snapshot_mode = "flush tables with read lock";
     *locked = 1;

@@ -4,3 +4,7 @@ dsd_add_integration_test(test_mysql_fidelity integration/test_mysql_fidelity.py 
 dsd_add_integration_test(test_mysql_recipe integration/test_mysql_recipe.py TIMEOUT 600 LABELS mysql)
 dsd_add_integration_test(test_mysql_anon integration/test_mysql_anon.py TIMEOUT 600 LABELS mysql)
 dsd_add_integration_test(test_mysql_broker integration/test_mysql_broker.py TIMEOUT 600 LABELS mysql broker)
+
+# The benchmark is not run in CI; its script is only checked for syntax.
+add_test(NAME bench_mysql_syntax COMMAND bash -n ${CMAKE_SOURCE_DIR}/bench/mysql.sh)
+set_tests_properties(bench_mysql_syntax PROPERTIES LABELS "unit;bench")

@@ -29,11 +29,13 @@ SALT = "a-mysql-salt-that-must-stay-secret"
 
 SCHEMA = r"""
 CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(80) NOT NULL UNIQUE,
-                        full_name VARCHAR(60), photo BLOB, born DATE, notes TEXT, score INT);
+                        full_name VARCHAR(60), photo BLOB, born DATE, notes TEXT, score INT,
+                        prefs JSON);
 INSERT INTO customers
   SELECT seq, CONCAT('person', seq, '@realmail.org'), CONCAT('Real Person ', seq),
          UNHEX(CONCAT('CAFE', LPAD(HEX(seq), 8, '0'))), DATE_ADD('1980-01-01', INTERVAL seq DAY),
-         IF(seq % 10 = 0, NULL, CONCAT('note ', seq)), seq * 3
+         IF(seq % 10 = 0, NULL, CONCAT('note ', seq)), seq * 3,
+         JSON_OBJECT('city', CONCAT('Secretville', seq), 'n', seq)
   FROM seq_1_to_400;
 CREATE TABLE orders (id INT PRIMARY KEY, customer_email VARCHAR(80) NOT NULL,
                      amount DECIMAL(8,2));
@@ -56,7 +58,10 @@ def anonymize(my, work):
     rules = {"salt": SALT, "tables": {
         "src.customers": {"email": "email", "full_name": "name", "photo": "hash",
                           "born": {"strategy": "date_shift", "max_days": 100},
-                          "notes": {"strategy": "mask", "keep_last": 2}},
+                          "notes": {"strategy": "mask", "keep_last": 2},
+                          # MariaDB's JSON is LONGTEXT with a json_valid check:
+                          # the output must stay JSON
+                          "prefs": "hash"},
         "src.orders": {"customer_email": "email"}}}
     rules_path = os.path.join(work, "rules.json")
     json.dump(rules, open(rules_path, "w"))
@@ -75,6 +80,7 @@ def anonymize(my, work):
     check(b"Real Person" not in everything, "an original name is in the archive")
     check(b"cafe0000" not in everything.lower(), "an original blob is in the archive")
     check(b"note 1" not in everything, "an original note is in the archive")
+    check(b"Secretville" not in everything, "an original JSON string is in the archive")
     check(SALT.encode() not in everything, "the salt is in the archive")
 
     my["createdb"]("dst")
@@ -98,6 +104,9 @@ def anonymize(my, work):
     shifted = q("dst", "SELECT COUNT(*) FROM customers c WHERE ABS(DATEDIFF(c.born, "
                        "DATE_ADD('1980-01-01', INTERVAL c.id DAY))) BETWEEN 1 AND 100").strip()
     check(shifted == "400", f"date_shift: {shifted} of 400 moved by 1..100 days")
+    check(q("dst", "SELECT COUNT(*) FROM customers WHERE JSON_VALID(prefs) AND "
+                   "JSON_VALUE(prefs, '$.n') = id").strip() == "400",
+          "hash of a JSON column: not JSON, or its numbers changed")
     check(q("dst", "SELECT SUM(score) FROM customers") == q("src", "SELECT SUM(score) FROM customers"),
           "a column without a rule changed")
     check(q("dst", "SELECT SUM(amount) FROM orders") == q("src", "SELECT SUM(amount) FROM orders"),
