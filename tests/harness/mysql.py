@@ -222,3 +222,70 @@ def dsd(args, env_extra=None, timeout=600):
     e.update(env_extra or {})
     return subprocess.run([common.DSD_BIN] + args, env=e, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+
+def rechunk_archive(src, dst, chunk_size, interleave=3):
+    """Rewrites the dsd archive src (.tar.zst) as dst with every stream cut
+    into chunks of chunk_size bytes, the data streams' chunks interleaved
+    `interleave` streams at a time (as concurrent table workers write
+    them). Stream bytes and sha256 stay the same; summary chunk counts are
+    updated. Returns dst."""
+    import io
+    import json
+    import tarfile
+    import tempfile
+
+    raw = subprocess.run(["zstd", "-q", "-d", "-c", src], stdout=subprocess.PIPE,
+                         check=True).stdout
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        for ti in tf:
+            entries.append((ti.name, tf.extractfile(ti).read()))
+    manifest = dict(entries)["manifest.json"]
+    summary = json.loads(dict(entries)["summary.json"])
+    streams = {}
+    for name, data in entries:
+        if name in ("manifest.json", "summary.json"):
+            continue
+        stream = name.rsplit("/", 1)[0]
+        streams.setdefault(stream, []).append((name, data))
+    joined = {s: b"".join(d for _, d in sorted(parts)) for s, parts in streams.items()}
+
+    def chunks(s):
+        data = joined[s]
+        n = max(1, -(-len(data) // chunk_size))
+        return [(f"{s}/{i + 1:06d}", data[i * chunk_size:(i + 1) * chunk_size])
+                for i in range(n)]
+
+    order = []
+    data_streams = [s for s in joined if s.startswith("mysql/data/")]
+    for s in ("mysql/drop", "mysql/schema"):
+        if s in joined:
+            order += chunks(s)
+    pending = [chunks(s) for s in data_streams]
+    while pending:
+        group, pending = pending[:interleave], pending[interleave:]
+        while any(group):
+            for g in group:
+                if g:
+                    order.append(g.pop(0))
+    if "mysql/post" in joined:
+        order += chunks("mysql/post")
+    for s in joined:
+        if s in summary["streams"]:
+            summary["streams"][s]["chunks"] = len(chunks(s))
+
+    with tempfile.NamedTemporaryFile(suffix=".tar", delete=False) as tmp:
+        with tarfile.open(fileobj=tmp, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            def add(name, data):
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                ti.mtime = int(time.time())
+                tf.addfile(ti, io.BytesIO(data))
+            add("manifest.json", manifest)
+            for name, data in order:
+                add(name, data)
+            add("summary.json", json.dumps(summary).encode())
+        tmp_path = tmp.name
+    subprocess.run(["zstd", "-q", "-f", "--rm", "-3", tmp_path, "-o", dst], check=True)
+    return dst

@@ -11,7 +11,7 @@ identifiers, an empty table and a table without a key.
 
 It is dumped twice (as root, which takes FLUSH TABLES WITH READ LOCK, and as
 a user with privileges on the source database only, which falls back to
-LOCK TABLES), imported into an empty database as a NON-root user with all
+LOCK TABLES; then rewritten with 1, 2, 3 and 997-byte chunks), imported into an empty database as a NON-root user with all
 privileges on that database only, and compared table by table: every row
 with HEX() of every column (ordered), SHOW CREATE TABLE exactly (including
 AUTO_INCREMENT: the position must survive, so nothing is normalised), and
@@ -214,6 +214,20 @@ def main():
     check(r.returncode == 0, f"restore of the user dump failed: {r.stderr}")
     compare(my, "src", "dst2", "user dump")
     print("ordinary-user dump (lock tables) -> import: equal")
+
+    # 6. the same archive cut into 1, 2, 3 and 997-byte chunks, data streams
+    # interleaved: chunk boundaries fall inside every kind of token (quotes,
+    # escapes, comments, DELIMITER lines, the delimiter itself)
+    for size in (1, 2, 3, 997):
+        hand = H.rechunk_archive(d1, os.path.join(work, f"chunks{size}.tar.zst"), size)
+        db = f"chunks{size}"
+        my["createdb"](db)
+        my["sql"](None, "GRANT ALL PRIVILEGES ON %s.* TO 'importer'@'%%'" % H.quote_ident(db))
+        r = H.dsd(["restore", "--quiet", "--from", "file://" + hand],
+                  {"DSD_TARGET_URI": my["uri"](db, "importer", "imp-Pw-9x")})
+        check(r.returncode == 0, f"restore of the {size}-byte chunk archive failed: {r.stderr}")
+        compare(my, "src", db, f"{size}-byte chunks")
+    print("archives with 1, 2, 3 and 997-byte chunks: equal")
 
 
 if __name__ == "__main__":
