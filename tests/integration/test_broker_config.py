@@ -65,13 +65,21 @@ def main():
     check(st == 400 and "DSD_CF_API" in body["description"], f"no CF API: {st} {body}")
     b.stop()
 
-    # with DSD_CF_API, a name is accepted; resolution is not implemented yet
-    # and the operation must say so rather than pretend
-    b = start_broker({"DSD_CF_API": "https://api.example.com", "DSD_CF_CLIENT_SECRET": "cf-Secret-777"})
+    # DSD_CF_API without DSD_CF_CLIENT_ID: refused at start, naming it
+    b = start_broker({"DSD_CF_API": "https://api.example.com",
+                      "DSD_CF_CLIENT_SECRET": "cf-Secret-777"}, wait=False)
+    check(b.proc.wait(timeout=20) != 0 and "DSD_CF_CLIENT_ID" in b.log(),
+          f"incomplete CF configuration accepted: {b.log()}")
+    check("cf-Secret-777" not in b.log(), "CF client secret in the log")
+    # with the CC configured, a name is accepted; a CC that cannot be
+    # reached fails the operation and says so
+    b = start_broker({"DSD_CF_API": f"http://127.0.0.1:{common.free_port()}",
+                      "DSD_CF_CLIENT_ID": "dsd", "DSD_CF_CLIENT_SECRET": "cf-Secret-777"})
     st, body, _ = b.provision("t3", {"source": "mydb"})
     check(st == 202, f"name with CF API: {st} {body}")
     st, res = b.wait_operation("t3")
-    check(st == 200 and res["state"] == "failed", f"name resolution outcome: {res}")
+    check(st == 200 and res["state"] == "failed" and "cloud controller" in res["description"],
+          f"name resolution outcome: {res}")
     b.stop()
     check("cf-Secret-777" not in b.log(), "CF client secret in the log")
     print("ok")
