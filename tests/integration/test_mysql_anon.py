@@ -9,8 +9,8 @@ real MariaDB.
 - Cancel: SIGINT during the data phase of a dump of a few hundred thousand
   rows ends dsd within seconds with status 130/1, leaves no file, and leaves
   no dsd session in the server (the workers' connections are killed).
-- A target that refuses a statement fails the restore with a message naming
-  the table.
+- A target that refuses a schema statement, or (in a data worker) an
+  INSERT, fails the restore with a message naming the stream or table.
 """
 
 import glob
@@ -185,6 +185,18 @@ def failing_target(my, work):
     check("mysql/schema" in r.stderr and "denied" in r.stderr.lower() and "HINT:" in r.stderr,
           f"error does not name the failing part: {r.stderr[-600:]}")
     check("ro-Pw-3" not in r.stderr + r.stdout, "password printed")
+    # A data statement fails in a data worker (no INSERT privilege): the
+    # error names the table, the workers stop, nothing hangs.
+    my["createdb"]("noins")
+    my["sql"](None, "CREATE USER 'noins_user'@'%' IDENTIFIED BY 'noins-Pw-4'; "
+                    "GRANT SELECT, CREATE, DROP, ALTER, INDEX, REFERENCES, CREATE VIEW, SHOW VIEW, "
+                    "TRIGGER ON noins.* TO 'noins_user'@'%'")
+    r = run([DSD, "restore", "--workers", "2", "--from", "file://" + archive],
+            env=dict(os.environ, DSD_TARGET_URI=my["uri"]("noins", "noins_user", "noins-Pw-4")),
+            timeout=120)
+    check(r.returncode != 0, "restore without INSERT privilege succeeded")
+    check("restore failed on table" in r.stderr and "INSERT command denied" in r.stderr,
+          f"data worker error: {r.stderr[-600:]}")
     print("failing target: PASS")
 
 
