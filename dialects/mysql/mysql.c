@@ -294,6 +294,10 @@ int dsd__mysql_connect(const char *uri, const char *what, MYSQL **out, dsd_err_t
   mysql_options(c, MYSQL_OPT_RECONNECT, &off);
   /* Options files (my.cnf) could point the connection elsewhere: ignore
    * them, the URI says everything. */
+  /* PREFERRED (what the mysql client does by default) asks for TLS and
+   * goes on in clear when the server has none; it verifies nothing. */
+  if (u.ssl_mode != NULL && strcmp(u.ssl_mode, "PREFERRED") == 0)
+    mysql_ssl_set(c, NULL, NULL, NULL, NULL, NULL);
   if (u.ssl_mode != NULL && strcmp(u.ssl_mode, "DISABLED") != 0 &&
       strcmp(u.ssl_mode, "PREFERRED") != 0) {
     mysql_options(c, MYSQL_OPT_SSL_ENFORCE, &on);
@@ -309,6 +313,15 @@ int dsd__mysql_connect(const char *uri, const char *what, MYSQL **out, dsd_err_t
     unsigned e = mysql_errno(c);
     rc = dsd_err_set(err, e == 1045 || e == 1044 ? DSD_EAUTH : DSD_ENET,
                      "cannot connect to the %s database: %s (%u)", what, mysql_error(c), e);
+    goto cleanup;
+  }
+  /* Connector/C 3.3 goes on in clear with SSL_ENFORCE alone when the
+   * server has no TLS: check that the session is encrypted. */
+  if (u.ssl_mode != NULL && strcmp(u.ssl_mode, "DISABLED") != 0 &&
+      strcmp(u.ssl_mode, "PREFERRED") != 0 && mysql_get_ssl_cipher(c) == NULL) {
+    rc = dsd_err_set(err, DSD_ENET, "cannot connect to the %s database: ssl-mode=%s but the "
+                     "server does not offer TLS HINT: enable TLS on the server or use "
+                     "ssl-mode=PREFERRED", what, u.ssl_mode);
     goto cleanup;
   }
   rc = dsd__mysql_exec(c, session, sizeof session - 1, "cannot set up the session", NULL, err);

@@ -83,7 +83,29 @@ def quote_lit(s):
     return "'" + s.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def start_mariadb(quiet=True, extra_args=None):
+def make_tls(base):
+    """A CA and a server certificate for 127.0.0.1 (CN and IP SAN) made with
+    the openssl command; returns (ca, cert, key) paths."""
+    ca_key, ca = os.path.join(base, "ca-key.pem"), os.path.join(base, "ca.pem")
+    key, csr, cert = (os.path.join(base, n) for n in ("server-key.pem", "server.csr",
+                                                       "server-cert.pem"))
+    ext = os.path.join(base, "san.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1\n")
+
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=dsd test ca",
+        "-keyout", ca_key, "-out", ca)
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+        "-out", csr)
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+        "-extfile", ext, "-out", cert)
+    return ca, cert, key
+
+
+def start_mariadb(quiet=True, extra_args=None, tls=False):
     """Starts a server; returns a dict:
       host, port, user, password, base, datadir, socket, client, dump
       uri(db, user=None, password=None)  connection URI (secret: has the password)
@@ -94,6 +116,8 @@ def start_mariadb(quiet=True, extra_args=None):
       createdb(name)
       create_user(name, password, db=None)  all privileges on db only
       run(argv, **kw)                    subprocess.run with env() set
+      ca                                 with tls=True: the CA file of the
+                                         server's certificate (for 127.0.0.1)
     Exits the test with SKIP when MariaDB is not installed."""
     bins = find_binaries()
     if bins is None:
@@ -106,6 +130,10 @@ def start_mariadb(quiet=True, extra_args=None):
     os.mkdir(datadir)
     password = secrets.token_hex(16)
 
+    tls_files = make_tls(base) if tls else None
+    if tls_files:
+        extra_args = list(extra_args or []) + [
+            "--ssl-ca=" + tls_files[0], "--ssl-cert=" + tls_files[1], "--ssl-key=" + tls_files[2]]
     su = _server_user()
     if su is not None:
         os.chmod(base, 0o755)
@@ -207,6 +235,7 @@ def start_mariadb(quiet=True, extra_args=None):
                 datadir=datadir, socket=sock, client=client, dump=dump, proc=proc,
                 log=log_path, uri=uri, env=env, client_argv=client_argv, sql=sql,
                 createdb=createdb, create_user=create_user, run=run,
+                ca=tls_files[0] if tls_files else None,
                 quote_ident=quote_ident, quote_lit=quote_lit)
 
 
