@@ -9,3 +9,4 @@ dsd_add_integration_test(test_mysql_broker integration/test_mysql_broker.py TIME
 add_test(NAME bench_mysql_syntax COMMAND bash -n ${CMAKE_SOURCE_DIR}/bench/mysql.sh)
 set_tests_properties(bench_mysql_syntax PROPERTIES LABELS "unit;bench")
 dsd_add_integration_test(test_mysql_tls integration/test_mysql_tls.py TIMEOUT 600 LABELS mysql)
+dsd_add_integration_test(test_mysql_snapshot integration/test_mysql_snapshot.py TIMEOUT 600 LABELS mysql)
