@@ -5,7 +5,8 @@ insert one row into table `a` and one row with the same id into table `b`
 (and move an amount between two accounts of `acct`, so the sum never
 changes). While it runs, dsd dumps with 3 workers (one table each, read at
 the same time by different connections): as root (FLUSH TABLES WITH READ
-LOCK) and as an ordinary user (LOCK TABLES ... READ). In every restored copy
+LOCK), as an ordinary user (LOCK TABLES ... READ), and as a user with
+SELECT only (one worker, whose single transaction is the snapshot). In every restored copy
 `a` and `b` must hold exactly the same ids and the balance sum must be the
 original one: each worker's snapshot is the same point in time. The writer
 must also have committed during the dump (else the test proves nothing).
@@ -74,9 +75,14 @@ def main():
                      "INSERT INTO a SELECT seq, REPEAT('x', 150) FROM seq_1_to_150000; "
                      "INSERT INTO b SELECT * FROM a;")
     my["create_user"]("reader", "rd-Snap-5", "src")
+    # SELECT only: no LOCK TABLES either, so one worker, one transaction
+    my["create_user"]("selonly", "sel-Snap-6")
+    my["sql"](None, "GRANT SELECT ON src.* TO 'selonly'@'%'")
     work = common.tmpdir()
     for who, uri, mode in (("root", my["uri"]("src"), "flush tables with read lock"),
-                           ("reader", my["uri"]("src", "reader", "rd-Snap-5"), "lock tables")):
+                           ("reader", my["uri"]("src", "reader", "rd-Snap-5"), "lock tables"),
+                           ("selonly", my["uri"]("src", "selonly", "sel-Snap-6"),
+                            "single transaction")):
         before = int(count(my, "src", "SELECT COUNT(*) FROM a"))
         w = Writer(my, int(count(my, "src", "SELECT MAX(id) FROM a")))
         time.sleep(0.5)  # the writer is committing
@@ -87,6 +93,8 @@ def main():
         w.close()
         check(r.returncode == 0, f"dump as {who} failed: {r.stderr}")
         check(f"snapshot ({mode})" in r.stderr, f"snapshot mode as {who}: {r.stderr[:300]}")
+        check(("by 1 worker:" in r.stderr) == (mode == "single transaction"),
+              f"workers as {who}: {r.stderr[:300]}")
         after = int(count(my, "src", "SELECT COUNT(*) FROM a"))
         db = f"copy_{who}"
         my["createdb"](db)
