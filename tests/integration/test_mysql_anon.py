@@ -8,7 +8,8 @@ real MariaDB.
   rules naming a missing table or column fail before anything is stored.
 - Cancel: SIGINT during the data phase of a dump of a few hundred thousand
   rows ends dsd within seconds with status 130/1, leaves no file, and leaves
-  no dsd session in the server (the workers' connections are killed).
+  no dsd session in the server (the workers' connections are killed);
+  SIGINT during a restore's data phase stops it too, with a hint.
 - A target that refuses a schema statement, or (in a data worker) an
   INSERT, fails the restore with a message naming the stream or table.
 """
@@ -169,6 +170,40 @@ def cancel(my, work):
         time.sleep(0.1)
     check(sessions_of(my, "bigdump") == 0, "dsd sessions are left in the server")
     print(f"cancel: stopped {took:.2f}s after SIGINT, nothing left: PASS")
+
+    # Cancel of a restore: the data workers stop, the error says what the
+    # target holds, no session is left.
+    full = os.path.join(work, "full.tar.zst")
+    r = run([DSD, "dump", "--quiet", "--to", "file://" + full], env=env)
+    check(r.returncode == 0, f"full dump failed: {r.stderr}")
+    my["createdb"]("big_copy")
+    my["sql"](None, "GRANT ALL ON big_copy.* TO 'bigdump'@'%'")
+    p = subprocess.Popen([DSD, "restore", "--from", "file://" + full],
+                         env=dict(os.environ, DSD_TARGET_URI=my["uri"]("big_copy", "bigdump",
+                                                                       "big-Pw-2")),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None:
+        if my["sql"](None, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
+                           "USER = 'bigdump' AND INFO LIKE 'INSERT%'").strip() != "0":
+            break
+        time.sleep(0.05)
+    check(p.poll() is None, "the restore ended before it could be canceled")
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError("dsd restore did not stop within 15 s of SIGINT")
+    took = time.monotonic() - t0
+    check(p.returncode != 0 and "restore canceled" in err and "HINT:" in err,
+          f"restore cancel: {p.returncode} {err[-400:]}")
+    deadline = time.monotonic() + 10
+    while sessions_of(my, "bigdump") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(sessions_of(my, "bigdump") == 0, "dsd restore sessions are left in the server")
+    print(f"restore cancel: stopped {took:.2f}s after SIGINT: PASS")
 
 
 def failing_target(my, work):
