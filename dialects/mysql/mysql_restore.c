@@ -53,8 +53,6 @@
 
 typedef enum { MYR_DROP = 0, MYR_SCHEMA, MYR_DATA, MYR_POST, MYR_OTHER } myr_kind_t;
 
-static const char *const myr_kind_names[] = {"drop", "schema", "data", "post", "other"};
-
 typedef struct myr myr_t;
 
 typedef struct myr_stream {
@@ -573,7 +571,6 @@ cleanup:
     dsd_err_set(err, DSD_ECANCELED, "restore canceled; the target holds part of the dump "
                 "HINT: run the import again with clean (the default) to replace it");
   }
-  (void)myr_kind_names;
   /* Stop the workers (a failure leaves queued statements: they are freed
    * without running), then free the streams they point into. */
   atomic_store(&R.failed, R.failed || rc != 0);
