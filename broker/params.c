@@ -174,6 +174,63 @@ static bool dsd__host_private(const char *host) {
   return !letter;
 }
 
+/* The host check below reads the URI one way; libpq and the mysql driver
+ * read it their own way and also take hosts from elsewhere. In "true" mode
+ * a URI must therefore have one unambiguous reading (found by fuzzing
+ * against PQconninfoParse, tests/fuzz/fuzz_conn_uri.c):
+ * - libpq ends the userinfo at the FIRST '@' before '/', this file at the
+ *   last one before "/?#": so at most one '@' there, not after '?' or '#';
+ * - libpq keeps '#' in host names ("a#,127.0.0.1" is two hosts): no '#';
+ * - libpq and the mysql driver percent-decode the host: no '%' in it;
+ * - query parameters that pick the host or a local socket (libpq host,
+ *   hostaddr, service, servicefile; mysql socket) are refused. */
+static int dsd__uri_public_shape(const char *uri, const char *hosts, const char *hosts_end,
+                                 const char *what, dsd_err_t *err) {
+  const char *auth = strstr(uri, "://") + 3;
+  const char *auth_end = auth + strcspn(auth, "/");
+  const char *first_at = memchr(auth, '@', (size_t)(auth_end - auth));
+  if (strchr(uri, '#') != NULL)
+    return dsd_err_set(err, DSD_EINVAL, "%s contains '#'\nHINT: percent-encode it as %%23", what);
+  if (first_at != NULL) {
+    if (memchr(first_at + 1, '@', (size_t)(auth_end - first_at - 1)) != NULL ||
+        memchr(auth, '?', (size_t)(first_at - auth)) != NULL)
+      return dsd_err_set(err, DSD_EINVAL,
+                         "%s has more than one '@' or a '?' before its host\nHINT: "
+                         "percent-encode '@' in the user name or password as %%40",
+                         what);
+  }
+  if (memchr(hosts, '%', (size_t)(hosts_end - hosts)) != NULL)
+    return dsd_err_set(err, DSD_EINVAL,
+                       "%s has a percent-encoded host\nHINT: write the host name as is", what);
+  const char *q = strchr(uri, '?');
+  while (q != NULL) {
+    static const char *const banned[] = {"host", "hostaddr", "service", "servicefile",
+                                         "socket", "unix_socket", NULL};
+    char key[32];
+    size_t k = 0;
+    const char *c = q + 1;
+    /* decode the key as the drivers do, so "h%6Fst" is "host" */
+    while (*c && *c != '=' && *c != '&' && k + 1 < sizeof(key)) {
+      if (*c == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2])) {
+        char hex[3] = {c[1], c[2], 0};
+        key[k++] = (char)strtol(hex, NULL, 16);
+        c += 3;
+      } else {
+        key[k++] = *c++;
+      }
+    }
+    key[k] = '\0';
+    for (size_t i = 0; banned[i] != NULL; i++)
+      if (strcasecmp(key, banned[i]) == 0)
+        return dsd_err_set(err, DSD_EINVAL,
+                           "%s sets \"%s\" in its query, which this broker refuses\nHINT: "
+                           "put the database's routable host name in the uri's host part",
+                           what, banned[i]);
+    q = strchr(c, '&');
+  }
+  return 0;
+}
+
 int dsd_broker_uri_check(dsd_direct_uris_t mode, const dsd_broker_plan_t *plan,
                          const char *what, const char *uri, dsd_err_t *err) {
   const char *hosts = NULL, *hosts_end = NULL;
@@ -236,7 +293,8 @@ int dsd_broker_uri_check(dsd_direct_uris_t mode, const dsd_broker_plan_t *plan,
       break;
     h = comma + 1;
   }
-  return 0;
+  /* after the host loop, so a plain loopback host gets that message */
+  return dsd__uri_public_shape(uri, hosts, hosts_end, what, err);
 }
 
 char *dsd_broker_uri_strip_password(const char *uri) {
