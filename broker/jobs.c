@@ -246,11 +246,30 @@ bool dsd_broker_op_recover_locked(dsd_broker_t *b, const char *instance_id, json
                instance_id, op_id, owner ? owner : "?", when);
   dsd__op_cleanup_transient(b, op);
   dsd__op_release_keys(b, instance_id, op, true, &changed, note, sizeof(note));
-  char desc[512 + DSD_ERR_MSG_MAX];
+  /* An import interrupted after it began writing leaves the target
+   * half-restored: say so, since the user must decide what to do with it. */
+  const char *target_state = "";
+  size_t si;
+  json_t *sv;
+  json_array_foreach(json_object_get(op, "steps"), si, sv) {
+    const char *step = json_string_value(sv);
+    if (step != NULL && strncmp(step, "writing the target", 18) == 0)
+      target_state = strstr(step, "clean") != NULL
+                         ? "; the import had started writing the target database, which may "
+                           "now hold part of the dump, with objects of the dump dropped and "
+                           "not all restored"
+                         : "; the import had started writing the target database, which may "
+                           "now hold part of the dump";
+  }
+  const char *type0 = json_string_value(json_object_get(op, "type"));
+  if (target_state[0] == '\0' && type0 != NULL && strcmp(type0, "update") == 0)
+    target_state = "; the import had not started writing the target database, which is "
+                   "unchanged";
+  char desc[1024 + DSD_ERR_MSG_MAX];
   snprintf(desc, sizeof(desc),
            "the broker running this operation stopped before it finished (its lease expired "
-           "at %s)%s%s\nHINT: run the operation again",
-           when, note[0] ? "; " : "", note);
+           "at %s)%s%s%s\nHINT: run the operation again",
+           when, target_state, note[0] ? "; " : "", note);
   json_object_set_new(op, "state", json_string("failed"));
   json_object_set_new(op, "description", json_string(desc));
   json_object_set_new(op, "recovered_by", json_string(b->owner));
@@ -816,6 +835,10 @@ static void dsd__job_update(dsd_broker_job_t *job) {
   }
   dsd__job_log(job, "importing %s into the %s target (clean=%s)", key, job->plan,
                job->params.clean ? "true" : "false");
+  /* Recorded before the target is touched, so that recovery after a crash
+   * can say whether the target may hold a partial import. */
+  dsd__job_record(job, NULL, NULL, NULL, job->params.clean ? "writing the target (clean)"
+                                                           : "writing the target");
   rc = dsd__run_restore(job, key, &err);
 
 cleanup:
