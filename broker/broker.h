@@ -205,6 +205,14 @@ typedef struct dsd_broker_job {
   int64_t last_progress_write;    /* guarded by b->lock */
   char progress[512];             /* guarded by b->lock */
   json_t *pending_log;            /* lines not yet stored; guarded by b->lock */
+  /* Set with cancel when the dashboard or the task API (not a DELETE) asked
+   * for the cancel: the operation's description says so. */
+  atomic_int cancel_by_request;
+  /* For /metrics, filled by the job as it ends: outcome (0 succeeded,
+   * 1 failed, 2 canceled), archive bytes and rows moved. */
+  int outcome;
+  uint64_t bytes_moved;
+  uint64_t rows_moved;
   struct dsd_broker_job *next;    /* guarded by b->lock */
 } dsd_broker_job_t;
 
@@ -305,5 +313,96 @@ int dsd_broker_basic_auth_parse(const char *header, char **user, char **pass);
 /* Constant-time check of an Authorization header value against the
  * configured credentials. */
 bool dsd_broker_auth_ok(const dsd_broker_config_t *cfg, const char *header);
+
+/* ---------------------------------------------------------------- access
+ *
+ * The endpoints for people and automation (issue 8), each in its own file:
+ *   download.c   GET /v1/dumps/:id/download (binding credentials) and the
+ *                dashboard's download: streamed from the store, one Range
+ *                honoured (206/416)
+ *   dashboard.c  GET /dashboard/:id?token=... (HTML), POST .../cancel; the
+ *                per-instance dashboard token (only its salted hash is stored)
+ *   tasks.c      POST /v1/instances/:id/imports, GET|DELETE /v1/tasks/:task;
+ *                the paged operation log (instances/<id>/logs/<op>/NNNNNN.json)
+ *   metrics.c    GET /metrics (Prometheus text; broker credentials) and
+ *                GET /healthz (open)
+ * Each *_serve function answers one request on c and returns the HTTP
+ * status it queued (0 when it queued nothing and the connection must be
+ * closed). */
+struct MHD_Connection;
+
+int dsd_broker_download_serve(dsd_broker_t *b, struct MHD_Connection *c, const char *url,
+                              const char *method);
+/* Streams the dump object dkey (size bytes) to c, honouring a Range header.
+ * filename is the attachment name. Returns the status queued. */
+int dsd__broker_stream_dump(dsd_broker_t *b, struct MHD_Connection *c, const char *dkey,
+                            const char *filename, const char *sha256, dsd_err_t *err);
+
+int dsd_broker_dashboard_serve(dsd_broker_t *b, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *body, size_t body_len);
+/* Adds a dashboard salt and the hash of the derived token to inst (a new
+ * instance object). */
+int dsd_broker_dashboard_init(dsd_broker_t *b, const char *id, json_t *inst, dsd_err_t *err);
+/* The dashboard_url of an instance as a new JSON string (caller owns), or
+ * NULL when the instance has no dashboard (made by an older broker). The
+ * token is derived again from the stored salt: it is never stored. */
+json_t *dsd_broker_dashboard_url(dsd_broker_t *b, const char *id, const json_t *inst);
+/* Whether token is the instance's dashboard token (constant time). */
+bool dsd_broker_dashboard_token_ok(dsd_broker_t *b, const char *id, const json_t *inst,
+                                   const char *token);
+/* The request's token: "Authorization: Bearer T" or ?token=T (borrowed
+ * from c), NULL when neither. */
+const char *dsd__broker_request_token(struct MHD_Connection *c);
+/* Asks the running provision or update of instance id to stop (this
+ * process's job at once; another process's through the instance object,
+ * read by its lease renewer). DSD_ENOTFOUND: no such instance; DSD_EBUSY:
+ * op_id (or, when NULL, the last operation) is not a running provision or
+ * update. */
+int dsd_broker_cancel_request(dsd_broker_t *b, const char *id, const char *op_id,
+                              dsd_err_t *err);
+
+/* Loads instance id and its last operation (recovering one whose lease
+ * expired); *op may be NULL. DSD_ENOTFOUND when there is no instance (a
+ * store error otherwise, in err). Takes b->lock. New references. */
+int dsd__broker_instance_load(dsd_broker_t *b, const char *id, json_t **inst, json_t **op,
+                              dsd_err_t *err);
+/* Whether the request may act on instance id: the broker's basic
+ * credentials, or the instance's dashboard token (Bearer or ?token=). */
+bool dsd__broker_access_ok(dsd_broker_t *b, struct MHD_Connection *c, const char *id,
+                           const json_t *inst);
+
+int dsd_broker_tasks_serve(dsd_broker_t *b, struct MHD_Connection *c, const char *url,
+                           const char *method, const char *body, size_t body_len);
+
+/* The complete operation log, in pages of DSD_BROKER_LOG_PAGE lines under
+ * instances/<id>/logs/<op>/NNNNNN.json (numbered from 1). op["log_lines"] is
+ * the number of lines stored; op["log"] keeps the last few for a quick
+ * look. Appends lines (borrowed array of {"at","line"}) and updates op
+ * (written by the caller). Caller holds b->lock. */
+#define DSD_BROKER_LOG_PAGE 100
+int dsd_broker_oplog_append_locked(dsd_broker_t *b, const char *id, const char *op_id,
+                                   json_t *op, const json_t *lines, dsd_err_t *err);
+/* Reads at most max lines from absolute offset. *lines is a new array
+ * (caller owns); *next the offset after the last line returned. A record
+ * without pages (older broker) is served from op["log"]. */
+int dsd_broker_oplog_read(dsd_broker_t *b, const char *id, const char *op_id, const json_t *op,
+                          size_t offset, size_t max, json_t **lines, size_t *next,
+                          dsd_err_t *err);
+
+int dsd_broker_metrics_serve(dsd_broker_t *b, struct MHD_Connection *c, const char *url,
+                             const char *method);
+/* Job accounting for /metrics (thread-safe). */
+void dsd_broker_metrics_op_begin(dsd_op_type_t type);
+void dsd_broker_metrics_op_end(dsd_op_type_t type, int outcome, double seconds, uint64_t bytes,
+                               uint64_t rows);
+void dsd_broker_metrics_http(int status);
+
+/* Shared replies of http.c for the access endpoints. body is borrowed. */
+int dsd__broker_send_json(struct MHD_Connection *c, int status, const json_t *body);
+int dsd__broker_send_error(struct MHD_Connection *c, int status, const char *code,
+                           const char *desc);
+/* text is copied. */
+int dsd__broker_send_text(struct MHD_Connection *c, int status, const char *content_type,
+                          const char *text, size_t len);
 
 #endif

@@ -9,6 +9,10 @@
  * line per request: method, path (never the query), status, duration and
  * the platform's request identity.
  *
+ * The download, dashboard, task, metrics and health endpoints (broker.h,
+ * "access") are routed before OSB authentication: each checks its own
+ * credentials.
+ *
  * dsd_broker_serve() blocks until SIGTERM or SIGINT (which the caller has
  * blocked in every thread, so sigwait() here receives them), then stops
  * accepting requests; cmd_serve.c then shuts the job runner down.
@@ -27,7 +31,6 @@
 #include "core/buf.h"
 
 #define DSD__BODY_MAX (1024 * 1024)
-#define DSD__DOWNLOAD_BLOCK (64 * 1024)
 
 typedef struct {
   dsd_buf_t body;
@@ -158,77 +161,42 @@ static const char *dsd__request_identity(struct MHD_Connection *c) {
   return v;
 }
 
-/* ------------------------------------------------------------ download */
+/* ------------------------------------------- replies for access endpoints */
 
-static ssize_t dsd__download_read(void *cls, uint64_t pos, char *buf, size_t max) {
-  dsd_blob_reader_t *r = cls;
-  long n = dsd_blob_reader_read(r, buf, max);
-  if (n == 0)
-    return MHD_CONTENT_READER_END_OF_STREAM;
-  if (n < 0)
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-  return (ssize_t)n;
-}
-
-static void dsd__download_free(void *cls) {
-  dsd_blob_reader_close(cls);
-}
-
-/* GET /v1/dumps/:id/download with a binding's credentials. */
-static int dsd__download(dsd_broker_t *b, struct MHD_Connection *c, const char *url) {
-  static const char prefix[] = "/v1/dumps/";
-  static const char suffix[] = "/download";
-  char id[300], filename[300], disp[400];
-  char *user = NULL, *pass = NULL;
-  dsd_blob_reader_t *reader = NULL;
-  dsd_err_t err = {0};
-  uint64_t size = 0;
-  int status = 0;
-  size_t n = strlen(url);
-  if (n <= sizeof(prefix) - 1 + sizeof(suffix) - 1 ||
-      strcmp(url + n - (sizeof(suffix) - 1), suffix) != 0 ||
-      n - (sizeof(prefix) - 1) - (sizeof(suffix) - 1) >= sizeof(id)) {
-    dsd__send_error(c, 404, "NotFound", "no such endpoint", NULL, false);
-    return 404;
-  }
-  size_t idlen = n - (sizeof(prefix) - 1) - (sizeof(suffix) - 1);
-  memcpy(id, url + sizeof(prefix) - 1, idlen);
-  id[idlen] = '\0';
-  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-  if (dsd_broker_basic_auth_parse(auth, &user, &pass) < 0 ||
-      dsd_broker_download_open(b, id, user, pass, &reader, &size, filename, sizeof(filename),
-                               &err) < 0) {
-    if (err.code == 0 || err.code == DSD_EAUTH || err.code == DSD_EINVAL) {
-      status = 401;
-      dsd__send_error(c, 401, "Unauthorized", "unknown binding or wrong password", NULL, true);
-    } else if (err.code == DSD_ENOTFOUND) {
-      status = 404;
-      dsd__send_error(c, 404, "NotFound", dsd_err_msg(&err), NULL, false);
-    } else {
-      status = 500;
-      dsd__send_error(c, 500, "InternalError", dsd_err_msg(&err), NULL, false);
-    }
-    goto cleanup;
-  }
-  struct MHD_Response *r = MHD_create_response_from_callback(
-      size, DSD__DOWNLOAD_BLOCK, dsd__download_read, reader, dsd__download_free);
-  if (r == NULL) {
-    dsd_blob_reader_close(reader);
-    status = 500;
-    goto cleanup;
-  }
-  snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", filename);
-  MHD_add_response_header(r, "Content-Type", "application/octet-stream");
-  MHD_add_response_header(r, "Content-Disposition", disp);
-  MHD_queue_response(c, MHD_HTTP_OK, r);
+int dsd__broker_send_text(struct MHD_Connection *c, int status, const char *content_type,
+                          const char *text, size_t len) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+  if (r == NULL)
+    return 0;
+  MHD_add_response_header(r, "Content-Type", content_type);
+  /* pages carry a token in their links: keep them out of caches and frames */
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "X-Frame-Options", "DENY");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  if (status == 401)
+    MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"data-service-dump\"");
+  enum MHD_Result ret = MHD_queue_response(c, (unsigned int)status, r);
   MHD_destroy_response(r);
-  status = 200;
-cleanup:
-  if (pass != NULL)
-    OPENSSL_cleanse(pass, strlen(pass));
-  free(user);
-  free(pass);
-  return status;
+  return ret == MHD_YES ? status : 0;
+}
+
+int dsd__broker_send_json(struct MHD_Connection *c, int status, const json_t *body) {
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  int rc = dsd__broker_send_text(c, status, "application/json", text ? text : "{}",
+                                 text ? strlen(text) : 2);
+  free(text);
+  return rc;
+}
+
+int dsd__broker_send_error(struct MHD_Connection *c, int status, const char *code,
+                           const char *desc) {
+  char red[DSD_ERR_MSG_MAX];
+  dsd_redact_into(desc, red, sizeof(red));
+  json_t *body = json_pack("{s:s, s:s}", "error", code, "description", red);
+  int rc = dsd__broker_send_json(c, status, body);
+  json_decref(body);
+  return rc;
 }
 
 /* -------------------------------------------------------------- access */
@@ -267,13 +235,33 @@ static enum MHD_Result dsd__access(void *cls, struct MHD_Connection *c, const ch
   dsd_broker_resp_t resp = {0};
   char *user = NULL;
 
-  if (strncmp(url, "/v1/dumps/", 10) == 0 && strcmp(method, "GET") == 0) {
-    status = dsd__download(b, c, url);
+  if (strncmp(url, "/v1/dumps/", 10) == 0) {
+    status = dsd_broker_download_serve(b, c, url, method);
+    ret = status > 0 ? MHD_YES : MHD_NO;
     goto log;
   }
   if (strcmp(url, "/health") == 0) {
     status = 200;
     ret = dsd__send_json(c, 200, NULL, 0, rid, false);
+    goto log;
+  }
+  /* the access endpoints authenticate themselves (broker credentials, a
+   * dashboard token or neither), see broker.h */
+  if (strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0) {
+    status = dsd_broker_metrics_serve(b, c, url, method);
+    ret = status > 0 ? MHD_YES : MHD_NO;
+    goto log;
+  }
+  if (strncmp(url, "/dashboard/", 11) == 0 || strncmp(url, "/v1/instances/", 14) == 0 ||
+      strncmp(url, "/v1/tasks/", 10) == 0) {
+    if (conn->too_big)
+      status = dsd__broker_send_error(c, 413, "PayloadTooLarge",
+                                      "the request body is larger than 1 MiB");
+    else if (url[1] == 'd')
+      status = dsd_broker_dashboard_serve(b, c, url, method, conn->body.data, conn->body.len);
+    else
+      status = dsd_broker_tasks_serve(b, c, url, method, conn->body.data, conn->body.len);
+    ret = status > 0 ? MHD_YES : MHD_NO;
     goto log;
   }
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -325,6 +313,7 @@ log:;
   for (char *p = path; *p; p++)
     if ((unsigned char)*p < 0x20)
       *p = '?';
+  dsd_broker_metrics_http(status);
   dsd_log_info("%s %s %d %.1fms request=%s user=%s", method, path, status,
                dsd__ms_since(&conn->start), rid ? rid : "-", user ? user : "-");
   free(user);

@@ -36,6 +36,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -45,7 +46,7 @@
 #include "dialects/pipeline.h"
 #endif
 
-#define DSD__LOG_MAX 200         /* operation log lines kept in the record */
+#define DSD__LOG_MAX 5000        /* log lines held while the store is unreachable */
 #define DSD__PROGRESS_EVERY_S 2  /* progress writes at most this often */
 #define DSD__KEY_RETRY_S 30      /* a failed service key deletion waits this long */
 
@@ -68,10 +69,11 @@ json_t *dsd_broker_op_new(dsd_broker_t *b, dsd_op_type_t type, const char *op_id
   char now[32];
   int64_t t = dsd_broker_now();
   dsd_broker_iso8601(t, now, sizeof(now));
-  return json_pack("{s:s, s:s, s:s, s:s, s:s*, s:s*, s:s, s:s, s:[], s:[], s:[], s:{s:s, s:I}}",
+  return json_pack("{s:s, s:s, s:s, s:s, s:s*, s:s*, s:s, s:s, s:[], s:[], s:[], s:i, s:{s:s, s:I}}",
                    "id", op_id, "type", dsd_broker_op_type_name(type), "state", "in progress",
                    "description", "queued", "user", user, "request_identity", request_identity,
-                   "started_at", now, "updated_at", now, "steps", "transient", "log", "lease",
+                   "started_at", now, "updated_at", now, "steps", "transient", "log", "log_lines",
+                   0, "lease",
                    "owner", b->owner, "expires_at", (json_int_t)(t + b->cfg->lease_ttl_s));
 }
 
@@ -312,15 +314,19 @@ static int dsd__job_op_update_locked(dsd_broker_job_t *job,
       strcmp(json_string_value(json_object_get(op, "state")) ?: "", "in progress") == 0)
     json_object_set_new(op, "description", json_string(job->progress));
   if (job->pending_log != NULL && json_array_size(job->pending_log) > 0) {
-    json_t *log = json_object_get(op, "log");
-    if (!json_is_array(log)) {
-      log = json_array();
-      json_object_set_new(op, "log", log);
+    /* the whole log, in pages next to the record (tasks.c); lines whose
+     * page could not be written stay pending for the next flush, up to a
+     * bound that keeps a long store outage from growing memory */
+    dsd_err_t lerr = {0};
+    if (dsd_broker_oplog_append_locked(b, job->instance_id, job->op_id, op, job->pending_log,
+                                       &lerr) == 0)
+      json_array_clear(job->pending_log);
+    else {
+      dsd_log_warn("instance %s: operation log not stored yet: %s", job->instance_id,
+                   dsd_err_msg(&lerr));
+      while (json_array_size(job->pending_log) > DSD__LOG_MAX)
+        json_array_remove(job->pending_log, 0);
     }
-    json_array_extend(log, job->pending_log);
-    json_array_clear(job->pending_log);
-    while (json_array_size(log) > DSD__LOG_MAX)
-      json_array_remove(log, 0);
   }
   if (fn != NULL)
     fn(op, data);
@@ -729,10 +735,13 @@ static void dsd__job_finish(dsd_broker_job_t *job, int rc, const dsd_err_t *err,
     snprintf(desc, sizeof(desc), "%s%s%s",
              atomic_load(&job->b->stopping)
                  ? "the broker was stopped during this operation\nHINT: run it again"
+             : atomic_load(&job->cancel_by_request)
+                 ? "canceled on request (dashboard or task API)"
                  : "canceled: the instance is being deleted",
              sep, note);
   else
     snprintf(desc, sizeof(desc), "%s%s%s", dsd_err_msg(err), sep, note);
+  job->outcome = rc == 0 ? 0 : (rc == DSD_ECANCELED || atomic_load(&job->cancel)) ? 2 : 1;
   dsd__final_t f = {rc == 0 ? "succeeded" : "failed", desc};
   dsd_err_t werr = {0};
   pthread_mutex_lock(&job->b->lock);
@@ -787,6 +796,8 @@ static void dsd__job_provision(dsd_broker_job_t *job) {
   json_object_set_new(facts, "created_at", json_string(now));
   if (json_object_get(facts, "size") == NULL)
     json_object_set_new(facts, "size", json_integer((json_int_t)info.size));
+  job->bytes_moved = (uint64_t)json_integer_value(json_object_get(facts, "size"));
+  job->rows_moved = (uint64_t)json_integer_value(json_object_get(facts, "rows"));
 
 cleanup:
   /* before the operation ends: a deprovision waiting for it must find the
@@ -840,6 +851,12 @@ static void dsd__job_update(dsd_broker_job_t *job) {
   dsd__job_record(job, NULL, NULL, NULL, job->params.clean ? "writing the target (clean)"
                                                            : "writing the target");
   rc = dsd__run_restore(job, key, &err);
+  if (rc == 0) {
+    /* an import moves the whole archive and every row it holds */
+    json_t *dump = json_object_get(inst, "dump");
+    job->bytes_moved = (uint64_t)json_integer_value(json_object_get(dump, "size"));
+    job->rows_moved = (uint64_t)json_integer_value(json_object_get(dump, "rows"));
+  }
 
 cleanup:
   dsd__cc_release(job, &ck, note, sizeof(note));
@@ -979,6 +996,7 @@ static void dsd__job_deprovision(dsd_broker_job_t *job) {
   }
   pthread_mutex_unlock(&b->lock);
   if (rc == 0) {
+    job->outcome = 0;
     dsd_log_info("instance %s op %s (deprovision): succeeded: instance deleted",
                  job->instance_id, job->op_id);
     json_decref(inst);
@@ -1026,12 +1044,21 @@ static void *dsd__worker(void *arg) {
                                            : "deleting");
     pthread_mutex_unlock(&b->lock);
 
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    job->outcome = 1;
+    dsd_broker_metrics_op_begin(job->type);
     if (job->type == DSD_OP_PROVISION)
       dsd__job_provision(job);
     else if (job->type == DSD_OP_UPDATE)
       dsd__job_update(job);
     else
       dsd__job_deprovision(job);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    dsd_broker_metrics_op_end(job->type, job->outcome,
+                              (double)(t1.tv_sec - t0.tv_sec) +
+                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+                              job->bytes_moved, job->rows_moved);
 
     pthread_mutex_lock(&b->lock);
     dsd__list_remove(&b->active, job);
@@ -1054,6 +1081,13 @@ static void dsd__renew_all(dsd_broker_t *b) {
         dsd_log_warn("instance %s: lease renewal failed: %s", j->instance_id, dsd_err_msg(&err));
       if (j->type != DSD_OP_DEPROVISION) {
         json_t *inst = dsd__inst_load_locked(b, j->instance_id);
+        const char *asked = json_string_value(json_object_get(inst, "cancel_requested"));
+        if (asked != NULL && strcmp(asked, j->op_id) == 0) {
+          /* a cancel from the dashboard or task API, maybe made on another
+           * broker process */
+          atomic_store(&j->cancel_by_request, 1);
+          atomic_store(&j->cancel, 1);
+        }
         if (inst == NULL || json_is_true(json_object_get(inst, "deleting")))
           atomic_store(&j->cancel, 1);
         json_decref(inst);

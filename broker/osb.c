@@ -268,9 +268,11 @@ static void dsd__provision(dsd_broker_t *b, const dsd_broker_req_t *req, const c
     }
     const char *st = dsd__status(inst, op);
     if (dsd__is(st, "provisioning")) {
-      dsd__resp(resp, 202, json_pack("{s:s}", "operation", dsd__str(op, "id")));
+      dsd__resp(resp, 202, json_pack("{s:s, s:o*}", "operation", dsd__str(op, "id"),
+                                     "dashboard_url", dsd_broker_dashboard_url(b, id, inst)));
     } else if (dsd__is(st, "ready") || dsd__is(st, "updating")) {
-      dsd__resp(resp, 200, NULL);
+      dsd__resp(resp, 200, json_pack("{s:o*}", "dashboard_url",
+                                     dsd_broker_dashboard_url(b, id, inst)));
     } else if (dsd__is(st, "deleting")) {
       dsd__fail(resp, 422, "ConcurrencyError", "this service instance is being deleted");
     } else {
@@ -296,6 +298,10 @@ static void dsd__provision(dsd_broker_t *b, const dsd_broker_req_t *req, const c
     dsd__fail(resp, 500, "InternalError", "out of memory");
     goto cleanup;
   }
+  if (dsd_broker_dashboard_init(b, id, inst, &err) < 0) {
+    dsd__fail(resp, 500, "InternalError", "%s", dsd_err_msg(&err));
+    goto cleanup;
+  }
   dsd_broker_key_op(key, sizeof(key), id, op_id);
   rc = dsd_broker_state_put(b->store, key, op, &err);
   if (rc == 0) {
@@ -318,7 +324,9 @@ static void dsd__provision(dsd_broker_t *b, const dsd_broker_req_t *req, const c
   snprintf(job->user, sizeof(job->user), "%s", req->user ? req->user : "");
   dsd_log_info("instance %s: provision %s (plan %s) by %s", id, op_id, plan->name,
                req->user ? req->user : "unknown user");
-  dsd__resp(resp, 202, json_pack("{s:s}", "operation", op_id));
+  /* every OSB 2.x version defines dashboard_url in this answer */
+  dsd__resp(resp, 202, json_pack("{s:s, s:o*}", "operation", op_id, "dashboard_url",
+                                 dsd_broker_dashboard_url(b, id, inst)));
 
 cleanup:
   if (locked)
@@ -570,9 +578,10 @@ static void dsd__fetch(dsd_broker_t *b, const dsd_broker_req_t *req, const char 
               dsd__is(st, "updating") ? "updated" : "deleted");
     goto cleanup;
   }
-  json_t *out = json_pack("{s:s, s:s, s:O}", "service_id", dsd__str(inst, "service_id"),
+  json_t *out = json_pack("{s:s, s:s, s:O, s:o*}", "service_id", dsd__str(inst, "service_id"),
                           "plan_id", dsd__str(inst, "plan_id"), "parameters",
-                          json_object_get(inst, "parameters") ?: json_object());
+                          json_object_get(inst, "parameters") ?: json_object(), "dashboard_url",
+                          dsd_broker_dashboard_url(b, id, inst));
   dsd__resp(resp, 200, out);
 cleanup:
   json_decref(inst);
@@ -961,58 +970,4 @@ void dsd_broker_handle(dsd_broker_t *b, const dsd_broker_req_t *req, dsd_broker_
     dsd__resp(resp, 500, NULL);
 }
 
-/* ------------------------------------------------------------- download */
-
-int dsd_broker_download_open(dsd_broker_t *b, const char *id, const char *user,
-                             const char *pass, dsd_blob_reader_t **reader, uint64_t *size,
-                             char *filename, size_t cap, dsd_err_t *err) {
-  json_t *inst = NULL, *op = NULL, *binding = NULL;
-  char key[DSD__KEY_MAX], hash[65];
-  int rc = 0;
-  *reader = NULL;
-  if (!dsd_broker_id_valid(id) || !dsd_broker_id_valid(user))
-    return dsd_err_set(err, DSD_EAUTH, "unknown binding or wrong password");
-  pthread_mutex_lock(&b->lock);
-  rc = dsd__load_locked(b, id, &inst, &op, err);
-  if (rc == 0) {
-    dsd_broker_key_binding(key, sizeof(key), id, user);
-    rc = dsd_broker_state_get(b->store, key, &binding, err);
-  }
-  pthread_mutex_unlock(&b->lock);
-  if (rc == DSD_ENOTFOUND) {
-    rc = dsd_err_set(err, DSD_EAUTH, "unknown binding or wrong password");
-    goto cleanup;
-  }
-  if (rc < 0)
-    goto cleanup;
-  const char *salt = dsd__str(binding, "salt");
-  const char *want = dsd__str(binding, "password_sha256");
-  if (salt == NULL || want == NULL || strlen(want) != 64) {
-    rc = dsd_err_set(err, DSD_EAUTH, "unknown binding or wrong password");
-    goto cleanup;
-  }
-  dsd__sha256_hex(salt, pass, hash);
-  if (CRYPTO_memcmp(hash, want, 64) != 0) {
-    rc = dsd_err_set(err, DSD_EAUTH, "unknown binding or wrong password");
-    goto cleanup;
-  }
-  json_t *dump = json_object_get(inst, "dump");
-  const char *dkey = dsd__str(dump, "key");
-  if (dkey == NULL) {
-    rc = dsd_err_set(err, DSD_ENOTFOUND, "this service instance has no dump");
-    goto cleanup;
-  }
-  const char *slash = strrchr(dkey, '/');
-  snprintf(filename, cap, "%s", slash ? slash + 1 : dkey);
-  dsd_blob_info_t info;
-  rc = dsd_blob_head(b->store, dkey, &info, err);
-  if (rc == 0)
-    rc = dsd_blob_reader_open(b->store, dkey, 0, UINT64_MAX, reader, err);
-  if (rc == 0)
-    *size = info.size;
-cleanup:
-  json_decref(inst);
-  json_decref(op);
-  json_decref(binding);
-  return rc;
-}
+/* dsd_broker_download_open is in download.c, with the download endpoint. */

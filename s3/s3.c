@@ -21,6 +21,15 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdatomic.h>
+
+/* Retries of every client in the process, for the broker's /metrics
+ * (dsd_s3_retries_total). Relaxed: a counter, no ordering needed. */
+static atomic_ulong dsd__s3_retries;
+
+unsigned long dsd_s3_retries_total(void) {
+  return atomic_load_explicit(&dsd__s3_retries, memory_order_relaxed);
+}
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -663,6 +672,7 @@ static int s3_perform(dsd_s3_client_t *c, s3_req_t *r, dsd_err_t *err) {
     if (attempt < c->max_attempts && dsd__s3_retryable((int)cc, r->status)) {
       unsigned ms = dsd__s3_backoff_ms((unsigned)attempt - 1, c->base_ms,
                                        c->cap_ms, jitter());
+      atomic_fetch_add_explicit(&dsd__s3_retries, 1, memory_order_relaxed);
       if (cc != CURLE_OK)
         dsd_log_warn("s3 %s: attempt %d failed (%s), retrying in %u ms", op,
                      attempt, curl_msg[0] ? curl_msg : curl_easy_strerror(cc),
@@ -923,6 +933,7 @@ int dsd_s3_complete_multipart_upload(dsd_s3_client_t *c, const char *bucket,
         if (again) {
           unsigned ms = dsd__s3_backoff_ms((unsigned)attempt - 1, c->base_ms,
                                            c->cap_ms, jitter());
+          atomic_fetch_add_explicit(&dsd__s3_retries, 1, memory_order_relaxed);
           dsd_log_warn("s3 complete of %s/%s answered 200 with %s, retrying "
                        "in %u ms",
                        bucket, key, xe.code, ms);
