@@ -61,8 +61,8 @@ static void check_failure(int rc, const dsd_err_t *err, const json_t *params) {
     const char *u = json_string_value(json_object_get(params, keys[k]));
     const char *at = u ? strrchr(u, '@') : NULL;
     const char *colon = u ? strstr(u, "://") : NULL;
-    if (at == NULL || colon == NULL) continue;
-    colon = memchr(colon + 3, ':', (size_t)(at - (colon + 3)) + 0);
+    if (at == NULL || colon == NULL || at < colon + 3) continue;
+    colon = memchr(colon + 3, ':', (size_t)(at - (colon + 3)));
     if (colon == NULL || at - colon - 1 < 8) continue; /* short ones match by chance */
     char pw[64];
     size_t n = (size_t)(at - colon - 1) < sizeof(pw) - 1 ? (size_t)(at - colon - 1) : sizeof(pw) - 1;
