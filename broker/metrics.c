@@ -4,7 +4,8 @@
  * /metrics needs the broker's basic credentials (Prometheus scrape configs
  * take basic_auth): instance ids and operation counts are the platform's
  * business. /healthz is open, for load balancers and `cf push` health
- * checks: 200 {"status":"ok"} when the state store answers a listing, 503
+ * checks: 200 {"status":"ok"} when the state store takes a write (one
+ * shared object, health/probe.json) and answers a listing, 503
  * {"status":"unavailable", "description"} otherwise.
  *
  * The counters are process-wide (one broker per process) and guarded by one
@@ -157,9 +158,14 @@ int dsd_broker_metrics_serve(dsd_broker_t *b, struct MHD_Connection *c, const ch
     dsd_err_t err = {0};
     json_t *body = NULL;
     int status;
-    /* a listing reaches the store the way every state read does; one key is
-     * enough */
-    if (dsd_blob_list(b->store, "instances/", dsd__stop_at_first, NULL, &err) == 0) {
+    /* the broker must be able to write its state, and a read alone does not
+     * tell (the file backend reads a missing directory as empty): write one
+     * small shared object, then list */
+    char stamp[32], probe[256];
+    dsd_broker_iso8601(dsd_broker_now(), stamp, sizeof(stamp));
+    int n = snprintf(probe, sizeof(probe), "{\"at\":\"%s\"}", stamp);
+    if (dsd_blob_put(b->store, "health/probe.json", probe, (size_t)n, &err) == 0 &&
+        dsd_blob_list(b->store, "instances/", dsd__stop_at_first, NULL, &err) == 0) {
       body = json_pack("{s:s}", "status", "ok");
       status = 200;
     } else {

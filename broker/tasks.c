@@ -409,7 +409,7 @@ static int dsd__task(dsd_broker_t *b, struct MHD_Connection *c, const char *task
   json_t *count = json_object_get(op, "log_lines");
   size_t total = count ? (size_t)json_integer_value(count)
                        : json_array_size(json_object_get(op, "log"));
-  out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:I, s:I, s:s?, s:s?}", "task_id", task,
+  out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:I, s:I, s:s*, s:s*}", "task_id", task,
                   "instance_id", id, "type", json_string_value(json_object_get(op, "type")) ?: "",
                   "status", json_string_value(json_object_get(op, "state")) ?: "failed",
                   "description", json_string_value(json_object_get(op, "description")) ?: "",
