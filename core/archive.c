@@ -11,7 +11,11 @@
  * append a whole chunk entry, so table workers contend only per chunk.
  * With zstd threads (opts.threads > 1) the lock holder only hands the chunk
  * to libzstd's worker threads, which compress while the table workers go on
- * reading; without them the whole compression runs under the lock. Each
+ * reading; without them the whole compression runs under the lock. When
+ * built with DSD_HAVE_LIBZSTD (libzstd linked), zstd is done here on the
+ * uncompressed tar that libarchive writes, with 2 MiB jobs (about 50 MiB
+ * less memory than libarchive's zstd filter with threads, which cannot set
+ * the job size); otherwise libarchive's zstd filter does it. Each
  * stream's sha256 is computed per chunk, outside the lock, and the
  * compressed output reaches the sink in 1 MiB writes.
  * The first failure is sticky: it is kept in w->err and every later call
@@ -33,6 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifdef DSD_HAVE_LIBZSTD
+#include <zstd.h>
+#endif
 
 #include "core/buf.h"
 #include "core/hash.h"
@@ -44,6 +53,11 @@
 #define DSD__JSON_ENTRY_MAX (256u << 20)
 #define DSD__READ_BUF (256u << 10)
 #define DSD__SINK_BLOCK (1u << 20) /* bytes gathered per blob writer write */
+/* zstd job size with worker threads: libzstd's default at level 3 is 8 MiB
+ * per job, which costs ~25 MiB of buffers per thread; 2 MiB jobs cost a
+ * quarter of that and compress as well (measured with zstd -T2 -B2MiB). */
+#define DSD__ZSTD_JOB (2u << 20)
+#define DSD__ZSTD_AUTO_MAX 4
 
 /* ------------------------------------------------------------------ */
 /* Compression names                                                   */
@@ -142,6 +156,9 @@ struct dsd_archive_writer {
   int discard;             /* aborting: the write callback drops data */
   char *obuf;              /* compressed bytes gathered for the sink */
   size_t olen, obuf_cap;
+#ifdef DSD_HAVE_LIBZSTD
+  ZSTD_CCtx *zc;           /* zstd done here rather than by libarchive */
+#endif
   dsd_err_t err;
 };
 
@@ -175,28 +192,59 @@ static int dsd__sink_put(dsd_archive_writer_t *w, const void *buf, size_t len) {
   return 0;
 }
 
+#ifdef DSD_HAVE_LIBZSTD
+/* Compresses len bytes of tar (mode ZSTD_e_continue) or ends the frame
+ * (ZSTD_e_end, len 0) into w->obuf, handing each full buffer to the sink.
+ * With worker threads, libzstd copies the input into its current job and
+ * returns; it only blocks when every worker is busy. Called with the lock
+ * held. */
+static int dsd__zstd_step(dsd_archive_writer_t *w, const void *buf, size_t len,
+                          ZSTD_EndDirective mode) {
+  ZSTD_inBuffer in = {buf, len, 0};
+  int rc;
+
+  for (;;) {
+    ZSTD_outBuffer out = {w->obuf + w->olen, w->obuf_cap - w->olen, 0};
+    size_t left = ZSTD_compressStream2(w->zc, &out, &in, mode);
+    if (ZSTD_isError(left))
+      return dsd__writer_fail(w, DSD_EINTERNAL, "cannot compress the archive",
+                              ZSTD_getErrorName(left));
+    w->olen += out.pos;
+    if (w->olen == w->obuf_cap || (mode == ZSTD_e_end && left == 0)) {
+      rc = dsd__sink_put(w, w->obuf, w->olen);
+      w->olen = 0;
+      if (rc < 0)
+        return rc;
+    }
+    if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size)
+      return 0;
+  }
+}
+#endif
+
 /* libarchive writes its output in 10 KiB blocks; they are gathered into
  * w->obuf so that the blob writer gets few large writes (a file write, or
  * an S3 part buffer). The buffer is kept here rather than by raising
  * libarchive's block size because libarchive 3.6 does not free its own
- * block buffer when the archive is freed in the fatal state. */
+ * block buffer when the archive is freed in the fatal state; for the same
+ * reason a failure is not reported to libarchive (which would enter that
+ * state when it comes up in archive_write_header): the bytes are dropped,
+ * the error stays in w->err, and dsd__write_entry_locked and finish check
+ * w->err after every libarchive call. */
 static la_ssize_t dsd__sink_write(struct archive *a, void *data,
                                   const void *buf, size_t len) {
   dsd_archive_writer_t *w = data;
   const char *p = buf;
   size_t left = len;
 
-  if (w->discard)
+  if (w->discard || w->err.code != 0)
     return (la_ssize_t)len;
-  if (w->err.code != 0) {
-    archive_set_error(a, EIO, "the archive writer has already failed");
-    return -1;
+#ifdef DSD_HAVE_LIBZSTD
+  if (w->zc != NULL) {
+    dsd__zstd_step(w, buf, len, ZSTD_e_continue);
+    return (la_ssize_t)len;
   }
-  if (w->obuf == NULL && (w->obuf = malloc(w->obuf_cap)) == NULL) {
-    dsd__writer_fail(w, DSD_ENOMEM, "cannot write the archive", "out of memory");
-    archive_set_error(a, ENOMEM, "out of memory");
-    return -1;
-  }
+#endif
   while (left > 0) {
     size_t n = w->obuf_cap - w->olen;
     if (n > left)
@@ -208,10 +256,8 @@ static la_ssize_t dsd__sink_write(struct archive *a, void *data,
     if (w->olen == w->obuf_cap) {
       int rc = dsd__sink_put(w, w->obuf, w->olen);
       w->olen = 0;
-      if (rc < 0) {
-        archive_set_error(a, EIO, "blob writer failed");
-        return -1;
-      }
+      if (rc < 0)
+        break; /* recorded in w->err; see above */
     }
   }
   return (la_ssize_t)len;
@@ -225,8 +271,14 @@ static int dsd__sink_close(struct archive *a, void *data) {
   dsd_archive_writer_t *w = data;
   int rc = 0;
 
-  if (!w->discard && w->err.code == 0)
-    rc = dsd__sink_put(w, w->obuf, w->olen);
+  if (!w->discard && w->err.code == 0) {
+#ifdef DSD_HAVE_LIBZSTD
+    if (w->zc != NULL)
+      rc = dsd__zstd_step(w, NULL, 0, ZSTD_e_end);
+    else
+#endif
+      rc = dsd__sink_put(w, w->obuf, w->olen);
+  }
   w->olen = 0;
   if (rc < 0) {
     archive_set_error(a, EIO, "blob writer failed");
@@ -253,21 +305,23 @@ static int dsd__write_entry_locked(dsd_archive_writer_t *w, const char *name,
   archive_entry_set_filetype(e, AE_IFREG);
   archive_entry_set_perm(e, 0644);
   archive_entry_set_mtime(e, time(NULL), 0);
-  if (archive_write_header(w->a, e) < ARCHIVE_WARN) {
+  /* The sink callback reports its failures in w->err only (see
+   * dsd__sink_write), so w->err is checked after every call. */
+  if (archive_write_header(w->a, e) < ARCHIVE_WARN || w->err.code != 0) {
     rc = dsd__writer_fail(w, DSD_EIO, "cannot write the archive entry header",
                           archive_error_string(w->a));
     goto cleanup;
   }
   while (done < len) {
     la_ssize_t n = archive_write_data(w->a, p + done, len - done);
-    if (n <= 0) {
+    if (n <= 0 || w->err.code != 0) {
       rc = dsd__writer_fail(w, DSD_EIO, "cannot write the archive entry",
                             archive_error_string(w->a));
       goto cleanup;
     }
     done += (size_t)n;
   }
-  if (archive_write_finish_entry(w->a) < ARCHIVE_WARN) {
+  if (archive_write_finish_entry(w->a) < ARCHIVE_WARN || w->err.code != 0) {
     rc = dsd__writer_fail(w, DSD_EIO, "cannot finish the archive entry",
                           archive_error_string(w->a));
     goto cleanup;
@@ -277,6 +331,17 @@ cleanup:
   return rc;
 }
 
+int dsd_archive_zstd_auto_threads(void) {
+#ifdef DSD_HAVE_LIBZSTD
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 2)
+    return 0;
+  return n > DSD__ZSTD_AUTO_MAX ? DSD__ZSTD_AUTO_MAX : (int)n;
+#else
+  return 0;
+#endif
+}
+
 static int dsd__set_filter(dsd_archive_writer_t *w,
                            const dsd_archive_writer_opts_t *o, dsd_err_t *err) {
   char v[32];
@@ -284,6 +349,26 @@ static int dsd__set_filter(dsd_archive_writer_t *w,
 
   switch (o->compression) {
   case DSD_COMPRESS_ZSTD:
+#ifdef DSD_HAVE_LIBZSTD
+    /* libarchive 3.6 cannot set libzstd's job size (see DSD__ZSTD_JOB), so
+     * the tar goes out uncompressed and the sink callback compresses it:
+     * the same single zstd frame, with a content checksum as the zstd tool
+     * writes by default. */
+    w->zc = ZSTD_createCCtx();
+    if (w->zc == NULL)
+      return dsd_err_set(err, DSD_ENOMEM, "out of memory");
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
+                                            o->level > 0 ? o->level : 3)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)) ||
+        (o->threads > 1 &&
+         (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, o->threads)) ||
+          ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, (int)DSD__ZSTD_JOB)))))
+      return dsd_err_set(err, DSD_EUNSUPPORTED,
+                         "cannot set up zstd compression: this libzstd lacks threads or "
+                         "the level is out of range");
+    r = archive_write_add_filter_none(w->a);
+    break;
+#endif
     r = archive_write_add_filter_zstd(w->a);
     if (r != ARCHIVE_OK)
       break;
@@ -329,6 +414,8 @@ int dsd_archive_writer_open(dsd_blob_writer_t *sink,
   *out = NULL;
   if (opts != NULL)
     o = *opts;
+  if (o.threads < 0)
+    o.threads = dsd_archive_zstd_auto_threads();
   if (manifest == NULL || !json_is_object(manifest))
     return dsd_err_set(err, DSD_EINVAL, "the archive manifest must be a json object");
   w = calloc(1, sizeof *w);
@@ -340,10 +427,11 @@ int dsd_archive_writer_open(dsd_blob_writer_t *sink,
   /* Not more than a chunk, so that a failing sink is noticed within about
    * a chunk of data. */
   w->obuf_cap = w->chunk_size < DSD__SINK_BLOCK ? w->chunk_size : DSD__SINK_BLOCK;
+  w->obuf = malloc(w->obuf_cap);
   atomic_init(&w->compressed, 0);
   atomic_init(&w->failed, 0);
   w->streams = json_object();
-  if (w->streams == NULL || dsd_sha256_init(&w->hash) < 0) {
+  if (w->streams == NULL || w->obuf == NULL || dsd_sha256_init(&w->hash) < 0) {
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
@@ -590,6 +678,9 @@ static void dsd__writer_free(dsd_archive_writer_t *w) {
   }
   if (w->a != NULL)
     archive_write_free(w->a);
+#ifdef DSD_HAVE_LIBZSTD
+  ZSTD_freeCCtx(w->zc);
+#endif
   free(w->obuf);
   dsd_sha256_free(&w->hash);
   json_decref(w->streams);
@@ -631,7 +722,7 @@ int dsd_archive_writer_finish(dsd_archive_writer_t *w, const json_t *extra,
   if (rc < 0)
     goto cleanup;
   /* Closing flushes the compressor's last frame through the callback. */
-  if (archive_write_close(w->a) != ARCHIVE_OK) {
+  if (archive_write_close(w->a) != ARCHIVE_OK || w->err.code != 0) {
     rc = dsd__writer_fail(w, DSD_EIO, "cannot finish the archive", archive_error_string(w->a));
     goto cleanup;
   }

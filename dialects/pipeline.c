@@ -9,8 +9,8 @@
  * cancel aborts the archive writer and the blob writer, so the store keeps
  * no object, no multipart upload and no temporary file.
  *
- * Compression runs on its own zstd threads (one per CPU, see
- * dsd__compress_threads) so that it overlaps with reading the source.
+ * Compression runs on its own zstd threads when dsd is built with libzstd
+ * (see dsd__compress_threads) so that it overlaps with reading the source.
  *
  * Restore: open the archive, read its manifest, check that the target URI
  * belongs to the manifest's dialect, hand the reader to the dialect.
@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/log.h"
 
@@ -40,7 +39,6 @@
 #define DSD__PROGRESS_MIN_INTERVAL 0.2 /* seconds between progress hooks */
 #define DSD__RATE_WINDOW 1.0           /* seconds between rate samples */
 #define DSD__RATE_ALPHA 0.3            /* weight of the newest sample */
-#define DSD__ZSTD_THREADS_MAX 4
 
 typedef struct dsd__pipe {
   pthread_mutex_t lock; /* guards everything below and the hook calls */
@@ -180,25 +178,21 @@ static void dsd__iso_now(char *out, size_t cap) {
   strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* zstd worker threads for the archive: one per online CPU, at most
- * DSD__ZSTD_THREADS_MAX (each costs about one compression job of memory,
- * ~25 MiB at level 3). DSD_ZSTD_THREADS overrides it (0 or 1: compress in
- * the writing thread, under the archive lock, as before). Compression is
- * the largest CPU cost of a dump; with it on its own threads the table
- * workers keep reading while a chunk is being compressed. */
+/* zstd worker threads for the archive: -1, automatic (one per CPU when
+ * built with libzstd: dsd_archive_zstd_auto_threads), unless
+ * DSD_ZSTD_THREADS says otherwise (0 or 1: compress in the writing thread, under the archive
+ * lock; N: N threads, through libarchive's zstd filter when built without
+ * libzstd). Compression is the largest CPU cost of a dump; on its own
+ * threads it overlaps with reading the source. */
 static int dsd__compress_threads(void) {
   const char *env = getenv("DSD_ZSTD_THREADS");
-  long n;
   if (env != NULL && *env != '\0') {
     char *end;
-    n = strtol(env, &end, 10);
+    long n = strtol(env, &end, 10);
     if (*end == '\0' && n >= 0 && n <= 64)
       return (int)n;
   }
-  n = sysconf(_SC_NPROCESSORS_ONLN);
-  if (n < 1)
-    n = 1;
-  return n > DSD__ZSTD_THREADS_MAX ? DSD__ZSTD_THREADS_MAX : (int)n;
+  return -1;
 }
 
 /* The dialect for a source/target URI and an optional plan name, with the
