@@ -29,6 +29,7 @@
 #include <openssl/hmac.h>
 
 #include "broker/broker.h"
+#include "core/archive.h"
 #include "core/buf.h"
 
 #define DSD__REFRESH_S 5
@@ -179,7 +180,7 @@ static const char dsd__css[] =
     "h2{font-size:16px;margin:0 0 10px}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 8px;"
     "border-bottom:1px solid #eef1f4;vertical-align:top}th{color:#5a6878;font-weight:600}"
-    "td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    ".n{text-align:right;font-variant-numeric:tabular-nums}"
     ".badge{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;"
     "font-size:13px}"
     ".ready,.succeeded{background:#d9f2e1;color:#1d6b35}"
@@ -195,7 +196,43 @@ static const char dsd__css[] =
     "details{margin:8px 0}summary{cursor:pointer}code{font-size:13px}"
     ".muted{color:#6b7885}";
 
-static void dsd__summary(dsd_buf_t *o, const json_t *inst) {
+/* Stream name -> table name, from the archive's manifest (its first entry:
+ * only the start of the object is read). The summary names streams only
+ * ("pg/data/00001"); each dialect's manifest lists its tables with their
+ * stream. Returns a new object, empty when the manifest cannot be read. */
+static json_t *dsd__stream_labels(dsd_broker_t *b, const char *dkey) {
+  dsd_blob_reader_t *src = NULL;
+  dsd_archive_reader_t *ar = NULL;
+  dsd_err_t err = {0};
+  json_t *labels = json_object();
+  if (dsd_blob_reader_open(b->store, dkey, 0, UINT64_MAX, &src, &err) < 0 ||
+      dsd_archive_reader_open(src, &ar, &err) < 0)
+    goto cleanup;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)dsd_archive_reader_manifest(ar), k, v) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(v, "tables"), i, t) {
+      const char *stream = dsd__s(t, "stream");
+      const char *schema = dsd__s(t, "schema") ?: dsd__s(t, "database") ?: dsd__s(t, "db");
+      const char *name = dsd__s(t, "name") ?: dsd__s(t, "collection");
+      char label[600];
+      if (stream == NULL || name == NULL)
+        continue;
+      snprintf(label, sizeof(label), "%s%s%s", schema ? schema : "", schema ? "." : "", name);
+      json_object_set_new(labels, stream, json_string(label));
+    }
+  }
+cleanup:
+  if (ar != NULL)
+    dsd_archive_reader_free(ar);
+  if (src != NULL)
+    dsd_blob_reader_close(src);
+  return labels;
+}
+
+static void dsd__summary(dsd_broker_t *b, dsd_buf_t *o, const json_t *inst) {
   json_t *dump = json_object_get(inst, "dump");
   dsd_buf_append_str(o, "<section><h2>Dump</h2>");
   if (dump == NULL) {
@@ -217,13 +254,20 @@ static void dsd__summary(dsd_buf_t *o, const json_t *inst) {
   dsd_buf_append_str(o, "</code></td></tr></table>");
   json_t *streams = json_object_get(json_object_get(dump, "summary"), "streams");
   if (json_object_size(streams) > 0) {
+    json_t *labels = dsd__stream_labels(b, dsd__s(dump, "key"));
     dsd_buf_append_str(o, "<h2 style=\"margin-top:14px\">Contents</h2><table id=\"streams\">"
-                          "<tr><th>Entry</th><th class=\"n\">Rows</th><th class=\"n\">Bytes</th>"
-                          "</tr>");
+                          "<tr><th>Table</th><th>Entry</th><th class=\"n\">Rows</th>"
+                          "<th class=\"n\">Bytes</th></tr>");
     const char *name;
     json_t *v;
     json_object_foreach(streams, name, v) {
+      const char *label = json_string_value(json_object_get(labels, name));
       dsd_buf_append_str(o, "<tr><td>");
+      if (label != NULL)
+        dsd__esc(o, label);
+      else
+        dsd_buf_append_str(o, "<span class=\"muted\">(schema)</span>");
+      dsd_buf_append_str(o, "</td><td class=\"muted\">");
       dsd__esc(o, name);
       dsd_buf_printf(o, "</td><td class=\"n\">%" JSON_INTEGER_FORMAT "</td><td class=\"n\">",
                      json_integer_value(json_object_get(v, "rows")));
@@ -231,6 +275,7 @@ static void dsd__summary(dsd_buf_t *o, const json_t *inst) {
       dsd_buf_append_str(o, "</td></tr>");
     }
     dsd_buf_append_str(o, "</table>");
+    json_decref(labels);
   }
   dsd_buf_append_str(o, "</section>");
 }
@@ -425,7 +470,7 @@ static int dsd__page(dsd_broker_t *b, struct MHD_Connection *c, const char *id,
                            "Cancel</button></form>");
   }
   dsd_buf_append_str(&o, "</div></section>");
-  dsd__summary(&o, inst);
+  dsd__summary(b, &o, inst);
   dsd__anonymize(&o, inst);
   dsd__history(b, &o, id);
   dsd_buf_append_str(&o, "<p class=\"muted\">Automation: the task API (docs/openapi.json) "
