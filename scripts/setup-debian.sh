@@ -9,7 +9,7 @@ runtime_pkgs=(build-essential cmake pkg-config
   libmicrohttpd-dev libpq-dev default-libmysqlclient-dev libmongoc-dev libbson-dev
   libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libcmocka-dev
   postgresql-client zstd ca-certificates)
-test_pkgs=(postgresql mariadb-server mariadb-client python3 nodejs npm clang
+test_pkgs=(postgresql mariadb-server mariadb-client python3 nodejs npm clang chromium
   libclang-rt-14-dev time openssl)
 
 want=("${runtime_pkgs[@]}")
