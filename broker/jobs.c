@@ -28,11 +28,17 @@
  * the record as not deleted; recovery (dsd_broker_op_recover_locked) and
  * deprovision delete it later.
  *
+ * Log: dsd__job_log lines are held in the job and stored with the next
+ * record write (progress, lease renewal, end) as pages next to the record
+ * (dsd_broker_oplog_append_locked in tasks.c): the whole log is kept.
+ *
  * Cancel: every job has an atomic_int cancel flag, handed to the pipeline.
  * Deprovision sets it for a local job and marks the instance "deleting";
  * the renewer of whichever process runs the job sees that flag in the
  * instance object and cancels its job, so a DELETE on any broker process
- * cancels a dump running on another.
+ * cancels a dump running on another. The dashboard and the task API ask
+ * for a cancel the same way, through the instance's "cancel_requested"
+ * (the operation id), without deleting anything.
  */
 #include <stdlib.h>
 #include <string.h>

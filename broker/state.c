@@ -4,11 +4,15 @@
  * Layout (ids are checked by dsd_broker_id_valid before they get here):
  *   instances/<id>/instance.json          the instance: plan, context,
  *                                         parameters without secrets, dump
- *                                         facts, last operation id
+ *                                         facts, last operation id, the
+ *                                         dashboard salt and token hash
  *   instances/<id>/operations/<op>.json   one operation: type, state,
  *                                         description, user, steps,
  *                                         transient resources, lease, log
  *   instances/<id>/bindings/<bid>.json    a binding: salted password hash
+ *   instances/<id>/logs/<op>/NNNNNN.json  the operation's log, pages of
+ *                                         DSD_BROKER_LOG_PAGE lines (tasks.c)
+ *   health/probe.json                     rewritten by GET /healthz
  *   deleted/<id>.json                     tombstone of a deprovisioned
  *                                         instance, so last_operation can
  *                                         answer 410 Gone
