@@ -60,7 +60,7 @@ def main():
                 "DSD_WORKERS": "2", "DSD_HTTP_THREADS": "2"})
     vlog = os.path.join(d, "valgrind.log")
     supp = os.path.join(common.SOURCE_DIR, "tests", "valgrind.supp")
-    argv = [vg, "--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+    argv = [vg, "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
             "--show-leak-kinds=definite,indirect", "--error-exitcode=99",
             "--num-callers=30", f"--log-file={vlog}"]
     if os.path.exists(supp):
@@ -115,9 +115,15 @@ def main():
     rc = b.stop(signal.SIGTERM, timeout=300)
     with open(vlog, errors="replace") as f:
         report = f.read()
-    if rc == 99 or "definitely lost" in report or "Invalid read" in report:
+    bad = rc == 99 or "Invalid read" in report or "Invalid write" in report or \
+        "uninitialised" in report or "ERROR SUMMARY: 0 errors" not in report
+    if bad:
         print(report[-20000:], file=sys.stderr)
+    # The summary proves memcheck really ran to the end over this process.
+    check("ERROR SUMMARY:" in report and "dsd serve" in report.replace(common.DSD_BIN, "dsd"),
+          "no valgrind summary for dsd serve")
     check(rc == 0, f"dsd serve under valgrind exited {rc} (99: memcheck errors or leaks)")
+    check("ERROR SUMMARY: 0 errors" in report, "memcheck reported errors")
     check(password not in b.log(), "broker password in the log")
     print("ok")
 
