@@ -31,8 +31,7 @@
 #include "core/buf.h"
 
 #ifdef DSD_HAVE_S3
-/* s3/s3.c: retries of every S3 client of the process. */
-unsigned long dsd_s3_retries_total(void);
+#include "s3/s3.h"
 #endif
 
 #define DSD__NTYPES 3

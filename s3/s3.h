@@ -64,6 +64,10 @@ int dsd_s3_client_from_env(dsd_s3_client_t **out, dsd_err_t *err);
 
 void dsd_s3_client_free(dsd_s3_client_t *c);
 
+/* Requests retried after a transient failure by every S3 client of the
+ * process since it started (for /metrics). */
+unsigned long dsd_s3_retries_total(void);
+
 /* Describes the endpoint for messages ("https://s3.us-east-1.amazonaws.com"
  * or the configured endpoint); borrowed from the client. */
 const char *dsd_s3_client_endpoint(const dsd_s3_client_t *c);
