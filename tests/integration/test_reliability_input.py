@@ -18,18 +18,21 @@ check = common.check
 
 
 def raw(b, data, timeout=10):
+    """Sends data on a fresh connection and returns what comes back. The
+    broker may close early on garbage (a reset or ENOTCONN here), which is
+    a fine answer: what matters is that it keeps serving."""
+    out = b""
     s = socket.create_connection(("127.0.0.1", b.port), timeout=timeout)
     try:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        out = b""
         while True:
             chunk = s.recv(65536)
             if not chunk:
                 break
             out += chunk
-    except (ConnectionResetError, socket.timeout):
-        out = out if "out" in dir() else b""
+    except OSError:
+        pass
     finally:
         s.close()
     return out
