@@ -1,6 +1,7 @@
 """Reliability of `dsd serve` with its store on S3 (fauxqs behind the fault
 proxy of tests/harness/faultproxy.py) and a real PostgreSQL source (issue 9):
-  - a dump whose part uploads get 503 SlowDown a few times succeeds;
+  - a dump whose part uploads get 503 SlowDown a few times, a connection
+    reset mid-part, and slow answers succeeds;
   - a dump whose part uploads always fail ends failed, cleanly, with no
     multipart upload left in the bucket;
   - a broker killed (SIGKILL) while a multipart upload is open: a second
@@ -64,13 +65,15 @@ def main():
     if "no s3 module" in a.log():
         sys.exit(common.SKIP)
 
-    # 1. transient 503s on parts and on the initiate: retried, the dump succeeds
-    plan.set(("PUT", "partNumber=", "503", 3), ("POST", "uploads", "503", 1))
+    # 1. transient 503s on parts and on the initiate, a part whose connection
+    # is cut, slow parts: retried, the dump succeeds
+    plan.set(("PUT", "partNumber=", "503", 3), ("POST", "uploads", "503", 1),
+             ("PUT", "partNumber=", "drop", 1), ("PUT", "partNumber=", "slow:1", 2))
     st, body, _ = a.provision("slowdown", {"source_uri": src})
     check(st == 202, f"provision: {st} {body}")
     st, res = wait_final(a, "slowdown")
     check(st == 200 and res["state"] == "succeeded", f"dump through 503s: {res}")
-    check(plan.hits == 4, f"the injected faults were not all hit ({plan.hits})")
+    check(plan.hits == 7, f"the injected faults were not all hit ({plan.hits})")
     check(any(m == "PUT" and "partNumber=2" in p for m, p in plan.log),
           "the dump never used a multipart upload")
     check(uploads(up, "rel/") == [], f"uploads left: {uploads(up, 'rel/')}")
