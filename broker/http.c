@@ -339,14 +339,26 @@ static void dsd__mhd_log(void *cls, const char *fmt, va_list ap) {
   dsd_log_warn("http: %s", line);
 }
 
+/* MHD decodes %00 to a NUL that silently truncates the path ("a%00b" would
+ * address id "a"); such a string stays undecoded so the id check refuses it. */
+static size_t dsd__unescape(void *cls, struct MHD_Connection *c, char *s) {
+  (void)cls;
+  (void)c;
+  if (strstr(s, "%00") != NULL)
+    return strlen(s);
+  return MHD_http_unescape(s);
+}
+
 int dsd_broker_serve(dsd_broker_t *b, dsd_err_t *err) {
   sigset_t set;
   int sig = 0;
   struct MHD_Daemon *d = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)b->cfg->port, NULL, NULL,
-      dsd__access, b, MHD_OPTION_EXTERNAL_LOGGER, dsd__mhd_log, b, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)b->cfg->http_threads,
+      dsd__access, b, MHD_OPTION_EXTERNAL_LOGGER, dsd__mhd_log, b,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)b->cfg->http_threads,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED, dsd__completed, b, MHD_OPTION_END);
+      (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED, dsd__completed, b,
+      MHD_OPTION_UNESCAPE_CALLBACK, dsd__unescape, NULL, MHD_OPTION_END);
   if (d == NULL)
     return dsd_err_set(err, DSD_EIO, "cannot listen on port %d\nHINT: is another process using it",
                        b->cfg->port);

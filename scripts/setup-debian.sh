@@ -10,7 +10,7 @@ runtime_pkgs=(build-essential cmake pkg-config
   libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libcmocka-dev
   postgresql-client zstd ca-certificates)
 test_pkgs=(postgresql mariadb-server mariadb-client python3 nodejs npm clang chromium
-  libclang-rt-14-dev time openssl)
+  libclang-rt-14-dev time openssl valgrind)
 
 want=("${runtime_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
