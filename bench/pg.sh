@@ -8,7 +8,7 @@
 # (each round runs every command once, so a busy spell of the machine hits
 # all of them alike):
 #   dump:    dsd dump            vs  pg_dump | zstd -3   and  pg_dump -Fc
-#            dsd dump with DSD_ZSTD_THREADS=1 (compression in the writing
+#            dsd dump with DSD_ZSTD_THREADS=0 (compression in the writing
 #            thread, as before zstd threads) for comparison
 #   restore: dsd restore         vs  zstdcat dump.sql.zst | psql
 # with /usr/bin/time -v (wall time, peak RSS of the process tree) and prints
@@ -141,7 +141,7 @@ for round in $(seq 1 "$RUNS"); do
     --workers "$WORKERS" --to "file://$OUT/dsd.tar.zst"
   measure pg_dump_zstd bash -c "set -o pipefail; '$BINDIR/pg_dump' -d src | zstd -q -3 >'$OUT/dump.sql.zst'"
   measure pg_dump_Fc "$BINDIR/pg_dump" -Fc -d src -f "$OUT/dump.custom"
-  measure dsd_dump_1t env DSD_ZSTD_THREADS=1 DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump \
+  measure dsd_dump_1t env DSD_ZSTD_THREADS=0 DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump \
     --quiet --workers "$WORKERS" --to "file://$OUT/dsd1.tar.zst"
 
   echo "round $round of $RUNS, restore:"
@@ -176,12 +176,12 @@ row "pg_dump | zstd -3" pg_dump_zstd "$(ratio "${SECS[dsd_dump]}" "${SECS[pg_dum
   "$(ratio "${RSS[dsd_dump]}" "${RSS[pg_dump_zstd]}")"
 row "pg_dump -Fc" pg_dump_Fc "$(ratio "${SECS[dsd_dump]}" "${SECS[pg_dump_Fc]}")" \
   "$(ratio "${RSS[dsd_dump]}" "${RSS[pg_dump_Fc]}")"
-row "dsd dump, DSD_ZSTD_THREADS=1" dsd_dump_1t "$(ratio "${SECS[dsd_dump_1t]}" "${SECS[pg_dump_zstd]}")" \
+row "dsd dump, DSD_ZSTD_THREADS=0" dsd_dump_1t "$(ratio "${SECS[dsd_dump_1t]}" "${SECS[pg_dump_zstd]}")" \
   "$(ratio "${RSS[dsd_dump_1t]}" "${RSS[pg_dump_zstd]}")"
 row "dsd restore" dsd_restore "" ""
 row "zstdcat | psql" psql_restore "$(ratio "${SECS[dsd_restore]}" "${SECS[psql_restore]}")" \
   "$(ratio "${RSS[dsd_restore]}" "${RSS[psql_restore]}")"
 echo "(ratios are dsd dump or restore / the standard tool on that row;"
-echo " the DSD_ZSTD_THREADS=1 row is compared with pg_dump | zstd -3)"
+echo " the DSD_ZSTD_THREADS=0 row is compared with pg_dump | zstd -3)"
 echo
 echo "archive sizes (MiB): dsd.tar.zst $(size_mib "$OUT/dsd.tar.zst"), dump.sql.zst $(size_mib "$OUT/dump.sql.zst"), pg_dump -Fc $(size_mib "$OUT/dump.custom")"

@@ -333,8 +333,11 @@ cleanup:
 
 int dsd_archive_zstd_auto_threads(void) {
 #ifdef DSD_HAVE_LIBZSTD
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  if (n < 2)
+  /* One CPU is left to the threads that feed the compressor (table
+   * workers, libpq); on 2 CPUs one worker already takes compression off
+   * them, and a second one only competes with them (measured). */
+  long n = sysconf(_SC_NPROCESSORS_ONLN) - 1;
+  if (n < 1)
     return 0;
   return n > DSD__ZSTD_AUTO_MAX ? DSD__ZSTD_AUTO_MAX : (int)n;
 #else
@@ -360,7 +363,7 @@ static int dsd__set_filter(dsd_archive_writer_t *w,
     if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
                                             o->level > 0 ? o->level : 3)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)) ||
-        (o->threads > 1 &&
+        (o->threads > 0 &&
          (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, o->threads)) ||
           ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize, (int)DSD__ZSTD_JOB)))))
       return dsd_err_set(err, DSD_EUNSUPPORTED,
@@ -376,7 +379,7 @@ static int dsd__set_filter(dsd_archive_writer_t *w,
     r = archive_write_set_filter_option(w->a, "zstd", "compression-level", v);
     if (r != ARCHIVE_OK)
       break;
-    if (o->threads > 1) {
+    if (o->threads > 0) {
       snprintf(v, sizeof v, "%d", o->threads);
       r = archive_write_set_filter_option(w->a, "zstd", "threads", v);
     }

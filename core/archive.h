@@ -58,7 +58,7 @@ typedef struct dsd_archive_reader dsd_archive_reader_t;
 typedef struct dsd_archive_writer_opts {
   dsd_compression_t compression;
   int level;          /* 0: default (zstd 3, gzip 6) */
-  int threads;        /* zstd worker threads; 0: 1 (compress in the
+  int threads;        /* zstd worker threads; 0: none (compress in the
                          writing thread); -1: automatic, see below */
   size_t chunk_size;  /* 0: DSD_ARCHIVE_CHUNK_DEFAULT */
 } dsd_archive_writer_opts_t;
@@ -72,11 +72,12 @@ typedef struct dsd_archive_result {
                                  (json_decref); NULL on failure */
 } dsd_archive_result_t;
 
-/* The zstd worker threads that threads = -1 means: one per online CPU (at
- * most 4) when dsd is built with libzstd (DSD_HAVE_LIBZSTD: 2 MiB jobs,
- * ~6 MiB of memory per thread), else 0: libarchive's own zstd threads use
- * 8 MiB jobs (~25 MiB per thread) and hand their output over in bursts of
- * that size, so they are only used when asked for explicitly. */
+/* The zstd worker threads that threads = -1 means: online CPUs - 1 (at
+ * least 1, at most 4; 0 on one CPU) when dsd is built with libzstd
+ * (DSD_HAVE_LIBZSTD: 2 MiB jobs, ~6 MiB of memory per thread), else 0:
+ * libarchive's own zstd threads use 8 MiB jobs (~25 MiB per thread) and
+ * hand their output over in bursts of that size, so they are only used
+ * when asked for explicitly. */
 int dsd_archive_zstd_auto_threads(void);
 
 /* Opens a writer that writes into sink (borrowed: the caller closes or

@@ -178,12 +178,12 @@ static void dsd__iso_now(char *out, size_t cap) {
   strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* zstd worker threads for the archive: -1, automatic (one per CPU when
- * built with libzstd: dsd_archive_zstd_auto_threads), unless
- * DSD_ZSTD_THREADS says otherwise (0 or 1: compress in the writing thread, under the archive
- * lock; N: N threads, through libarchive's zstd filter when built without
- * libzstd). Compression is the largest CPU cost of a dump; on its own
- * threads it overlaps with reading the source. */
+/* zstd worker threads for the archive: -1, automatic (CPUs - 1 when built
+ * with libzstd: dsd_archive_zstd_auto_threads), unless DSD_ZSTD_THREADS
+ * says otherwise (0: compress in the writing thread, under the archive
+ * lock; N: N worker threads, through libarchive's zstd filter when built
+ * without libzstd). Compression is the largest CPU cost of a dump; on its
+ * own threads it overlaps with reading the source. */
 static int dsd__compress_threads(void) {
   const char *env = getenv("DSD_ZSTD_THREADS");
   if (env != NULL && *env != '\0') {
