@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 runtime_pkgs=(build-essential cmake pkg-config
   libmicrohttpd-dev libpq-dev default-libmysqlclient-dev libmongoc-dev libbson-dev
-  libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libcmocka-dev
+  libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libcmocka-dev libzstd-dev
   postgresql-client zstd ca-certificates)
 test_pkgs=(postgresql mariadb-server mariadb-client python3 nodejs npm clang chromium
   libclang-rt-14-dev time openssl valgrind)

@@ -125,6 +125,15 @@ static bool dsd__canceled(const dsd__pg_dump_t *st) {
   return st->ctx && st->ctx->io.cancel && atomic_load(st->ctx->io.cancel);
 }
 
+/* Runs sql on the leader connection so that a cancel reaches it even while
+ * the server waits for a lock (pg_relation_size or LOCK TABLE on a table
+ * another session holds exclusively). */
+static int dsd__leader_exec(dsd__pg_dump_t *st, const char *sql, const char *what,
+                            PGresult **res, dsd_err_t *err) {
+  return dsd__pg_exec_cancellable(st->leader, sql, st->ctx ? st->ctx->io.cancel : NULL, what,
+                                  res, err);
+}
+
 static bool dsd__should_stop(dsd__pg_dump_t *st) {
   return dsd__canceled(st) || atomic_load(&st->stop);
 }
@@ -283,7 +292,7 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
                        " AND rc.oid <> c.oid"
                        " LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
                      : "");
-  rc = sql.data ? dsd__pg_exec(st->leader, sql.data, "cannot list the tables", &r, err)
+  rc = sql.data ? dsd__leader_exec(st, sql.data, "cannot list the tables", &r, err)
                 : dsd_err_set(err, DSD_ENOMEM, "out of memory");
   dsd_buf_reset(&sql);
   if (rc < 0)
@@ -334,7 +343,7 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
                  " AND a.attnum > 0 AND NOT a.attisdropped%s"
                  " ORDER BY a.attrelid, a.attnum",
                  st->server_num >= 120000 ? " AND a.attgenerated = ''" : "");
-  rc = dsd__pg_exec(st->leader, sql.data, "cannot list the columns", &r, err);
+  rc = dsd__leader_exec(st, sql.data, "cannot list the columns", &r, err);
   if (rc < 0)
     goto cleanup;
   n = PQntuples(r);
@@ -485,7 +494,11 @@ static int dsd__lock_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
       break;
     }
     dsd_err_t e = {0};
-    rc = dsd__pg_exec(st->leader, sql.data, "cannot lock the tables to dump", NULL, &e);
+    rc = dsd__leader_exec(st, sql.data, "cannot lock the tables to dump", NULL, &e);
+    if (rc == DSD_ECANCELED) {
+      dsd_err_set(err, rc, "the dump was canceled");
+      break;
+    }
     if (rc < 0 && strstr(dsd_err_msg(&e), "shared memory") != NULL)
       /* One lock per table, as pg_dump takes them. */
       dsd_err_set(err, rc, "%s\nHINT: dumping %zu tables takes one lock each; raise "
@@ -628,7 +641,7 @@ int dsd__pg_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **sta
   if (rc < 0)
     goto cleanup;
 
-  rc = dsd__pg_exec(st->leader, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+  rc = dsd__leader_exec(st, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
                     "cannot start the dump transaction", NULL, err);
   if (rc < 0)
     goto cleanup;
@@ -648,7 +661,7 @@ int dsd__pg_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **sta
    * the same client_encoding from the manifest. */
   snprintf(sql, sizeof sql, "SET client_encoding = '%s'", st->encoding);
   if (strchr(st->encoding, '\'') == NULL) {
-    rc = dsd__pg_exec(st->leader, sql, "cannot set the client encoding", NULL, err);
+    rc = dsd__leader_exec(st, sql, "cannot set the client encoding", NULL, err);
     if (rc < 0)
       goto cleanup;
   }
@@ -1548,7 +1561,7 @@ static int dsd__dump_sequences(dsd__pg_dump_t *st, dsd_err_t *err) {
   for (size_t i = 0; i < st->nseqs; i++) {
     dsd_buf_reset(&sql);
     dsd_buf_printf(&sql, "SELECT last_value, is_called FROM %s", st->seqs[i]);
-    rc = dsd__pg_exec(st->leader, sql.data, "cannot read a sequence", &r, err);
+    rc = dsd__leader_exec(st, sql.data, "cannot read a sequence", &r, err);
     if (rc < 0)
       goto cleanup;
     dsd_buf_reset(&line);
@@ -1640,7 +1653,7 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   dsd__log(st, "schema (post-data) written");
   /* The snapshot is no longer needed: end the transaction so the source's
    * vacuum can move on while the archive is being finished. */
-  dsd__pg_exec(st->leader, "COMMIT", "cannot end the dump transaction", NULL, NULL);
+  dsd__leader_exec(st, "COMMIT", "cannot end the dump transaction", NULL, NULL);
   dsd__progress(st, "done", NULL);
 cleanup:
   if (rc < 0 && dsd__canceled(st)) {

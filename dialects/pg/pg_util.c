@@ -4,6 +4,9 @@
  */
 #include "dialects/pg/pg_util.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,9 +32,10 @@ const char *dsd__pg_conn_error(PGconn *c, char *buf, size_t cap) {
   return buf;
 }
 
-int dsd__pg_exec(PGconn *c, const char *sql, const char *what, PGresult **res,
-                 dsd_err_t *err) {
-  PGresult *r = PQexec(c, sql);
+/* Checks a query's result: on success hands it to *res (or clears it); on
+ * error sets err to "<what>: <server message>", clears it, returns DSD_EDB. */
+static int dsd__pg_result(PGconn *c, PGresult *r, const char *what, PGresult **res,
+                          dsd_err_t *err) {
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   char buf[1024];
 
@@ -55,6 +59,51 @@ int dsd__pg_exec(PGconn *c, const char *sql, const char *what, PGresult **res,
   else
     PQclear(r);
   return 0;
+}
+
+int dsd__pg_exec(PGconn *c, const char *sql, const char *what, PGresult **res,
+                 dsd_err_t *err) {
+  return dsd__pg_result(c, PQexec(c, sql), what, res, err);
+}
+
+int dsd__pg_exec_cancellable(PGconn *c, const char *sql, const atomic_int *cancel,
+                             const char *what, PGresult **res, dsd_err_t *err) {
+  PGresult *r, *last = NULL;
+  int canceled = 0;
+  char buf[256];
+
+  if (cancel == NULL)
+    return dsd__pg_exec(c, sql, what, res, err);
+  if (res)
+    *res = NULL;
+  if (!PQsendQuery(c, sql))
+    return dsd_err_set(err, DSD_EDB, "%s: %s", what, dsd__pg_conn_error(c, buf, sizeof buf));
+  /* Wait for the answer in slices so that a cancel reaches a statement that
+   * blocks on the server (a lock held by another session, say). */
+  while (PQisBusy(c)) {
+    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+    if (poll(&p, 1, 200) < 0 && errno != EINTR)
+      break;
+    if (!canceled && atomic_load(cancel)) {
+      PGcancel *pc = PQgetCancel(c);
+      if (pc) {
+        PQcancel(pc, buf, sizeof buf);
+        PQfreeCancel(pc);
+      }
+      canceled = 1;
+    }
+    if (!PQconsumeInput(c))
+      break;
+  }
+  while ((r = PQgetResult(c)) != NULL) {
+    PQclear(last);
+    last = r;
+  }
+  if (canceled) {
+    PQclear(last);
+    return dsd_err_set(err, DSD_ECANCELED, "canceled");
+  }
+  return dsd__pg_result(c, last, what, res, err);
 }
 
 int dsd__pg_connect(const char *uri, const char *what, PGconn **out,

@@ -12,6 +12,7 @@
 #define DSD_DIALECTS_PG_PG_UTIL_H
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 
 #include "core/buf.h"
 #include "core/error.h"
@@ -33,6 +34,10 @@ void dsd__pg_register_secret(const char *uri);
  * it. On error sets err to "<what>: <server message>" and returns DSD_EDB. */
 int dsd__pg_exec(PGconn *c, const char *sql, const char *what, PGresult **res,
                  dsd_err_t *err);
+/* The same, but cancel (borrowed; may be NULL) is watched while the server
+ * works: when it rises the query is canceled and DSD_ECANCELED returned. */
+int dsd__pg_exec_cancellable(PGconn *c, const char *sql, const atomic_int *cancel,
+                             const char *what, PGresult **res, dsd_err_t *err);
 
 /* The connection's last error, trimmed of its final newline, into buf. */
 const char *dsd__pg_conn_error(PGconn *c, char *buf, size_t cap);

@@ -9,6 +9,7 @@ canceled dump leaves nothing in the store.
 """
 
 import glob
+import tarfile
 import os
 import shutil
 import signal
@@ -245,6 +246,46 @@ def main():
     check(p.returncode == 1 and "canceled" in err, f"cancel: rc={p.returncode} {err}")
     check(store_files(store) == before, f"canceled dump left files: {store_files(store)}")
     print("cancel ok")
+
+    # 8b. A cancel reaches a dump that waits for a table lock held by another
+    # session (the leader's LOCK TABLE blocks on the server).
+    holder = subprocess.Popen([os.path.join(pg["bindir"], "psql"), "-X", "-q", "-At", "-d", src_uri],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    holder.stdin.write(b"BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+    holder.stdin.flush()
+    check(holder.stdout.readline().strip() == b"locked", "the lock holder did not get its lock")
+    p = subprocess.Popen([DSD, "dump", "--workers", "1", "--to", "file://" + store + "/l.tar.zst"],
+                         env=dsd_env({"DSD_SOURCE_URI": src_uri}),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)
+    check(p.poll() is None, "the dump did not wait for the lock")
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        err = p.communicate(timeout=15)[1].decode()
+    finally:
+        holder.stdin.write(b"ROLLBACK;\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    check(p.returncode == 1 and "canceled" in err, f"lock-wait cancel: rc={p.returncode} {err}")
+    check(time.monotonic() - t0 < 10, "the cancel took longer than 10 s to reach the lock wait")
+    check(store_files(store) == before, f"lock-wait cancel left files: {store_files(store)}")
+    print("lock-wait cancel ok")
+
+    # 8c. Summary totals count table rows only (not sequence positions or
+    # large-object pieces).
+    pg["createdb"]("rows")
+    pg["psql"]("rows", "CREATE TABLE r (id serial PRIMARY KEY, v text); "
+                       "INSERT INTO r (v) SELECT 'v' || g FROM generate_series(1, 1000) g; "
+                       "SELECT lo_from_bytea(0, 'blob');")
+    rows_archive = os.path.join(work, "rows.tar")
+    r = run([DSD, "dump", "--quiet", "--compression", "none", "--to", "file://" + rows_archive],
+            env=dsd_env({"DSD_SOURCE_URI": pg["uri"]("rows")}))
+    check(r.returncode == 0, r.stderr.decode())
+    with tarfile.open(rows_archive) as tf:
+        summary = json.load(tf.extractfile("summary.json"))
+    check(summary["totals"]["rows"] == 1000, f"summary totals: {summary['totals']}")
+    print("row totals ok")
 
     # 9. A URI given with --source: dsd masks its password in argv at once.
     p = subprocess.Popen([DSD, "dump", "--quiet", "--workers", "1", "--source", src_uri,
