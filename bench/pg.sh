@@ -9,7 +9,8 @@
 # all of them alike):
 #   dump:    dsd dump            vs  pg_dump | zstd -3   and  pg_dump -Fc
 #            dsd dump with DSD_ZSTD_THREADS=0 (compression in the writing
-#            thread, as before zstd threads) for comparison
+#            thread, as before zstd threads) for comparison, and dsd dump
+#            with 3 columns of the text table anonymized (its cost)
 #   restore: dsd restore         vs  zstdcat dump.sql.zst | psql
 # with /usr/bin/time -v (wall time, peak RSS of the process tree) and prints
 # a table with the median seconds and peak RSS and the ratios dsd/standard,
@@ -134,6 +135,12 @@ median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END {
   else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE r_dsd" -c "CREATE DATABASE r_psql"
+# Anonymization cost: three columns of the text table (about half the data).
+cat >"$WORK/anon.json" <<'JSON'
+{"salt": "bench-salt-123456",
+ "tables": {"public.docs": {"k": "hash", "r": {"strategy": "mask", "keep_last": 4},
+                            "at": {"strategy": "date_shift", "max_days": 30}}}}
+JSON
 for round in $(seq 1 "$RUNS"); do
   echo "round $round of $RUNS, dump:"
   rm -f "$OUT/dsd.tar.zst" "$OUT/dsd1.tar.zst"
@@ -143,6 +150,9 @@ for round in $(seq 1 "$RUNS"); do
   measure pg_dump_Fc "$BINDIR/pg_dump" -Fc -d src -f "$OUT/dump.custom"
   measure dsd_dump_1t env DSD_ZSTD_THREADS=0 DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump \
     --quiet --workers "$WORKERS" --to "file://$OUT/dsd1.tar.zst"
+  rm -f "$OUT/dsda.tar.zst"
+  measure dsd_dump_anon env DSD_SOURCE_URI="$(uri src)" "$DSD_BIN" dump --quiet \
+    --workers "$WORKERS" --anonymize "$WORK/anon.json" --to "file://$OUT/dsda.tar.zst"
 
   echo "round $round of $RUNS, restore:"
   if [ "$round" -gt 1 ]; then
@@ -178,10 +188,13 @@ row "pg_dump -Fc" pg_dump_Fc "$(ratio "${SECS[dsd_dump]}" "${SECS[pg_dump_Fc]}")
   "$(ratio "${RSS[dsd_dump]}" "${RSS[pg_dump_Fc]}")"
 row "dsd dump, DSD_ZSTD_THREADS=0" dsd_dump_1t "$(ratio "${SECS[dsd_dump_1t]}" "${SECS[pg_dump_zstd]}")" \
   "$(ratio "${RSS[dsd_dump_1t]}" "${RSS[pg_dump_zstd]}")"
+row "dsd dump, 3 columns anonymized" dsd_dump_anon "$(ratio "${SECS[dsd_dump_anon]}" "${SECS[dsd_dump]}")" \
+  "$(ratio "${RSS[dsd_dump_anon]}" "${RSS[dsd_dump]}")"
 row "dsd restore" dsd_restore "" ""
 row "zstdcat | psql" psql_restore "$(ratio "${SECS[dsd_restore]}" "${SECS[psql_restore]}")" \
   "$(ratio "${RSS[dsd_restore]}" "${RSS[psql_restore]}")"
 echo "(ratios are dsd dump or restore / the standard tool on that row;"
-echo " the DSD_ZSTD_THREADS=0 row is compared with pg_dump | zstd -3)"
+echo " the DSD_ZSTD_THREADS=0 row is compared with pg_dump | zstd -3,"
+echo " the anonymized row with the plain dsd dump: the cost of anonymizing)"
 echo
 echo "archive sizes (MiB): dsd.tar.zst $(size_mib "$OUT/dsd.tar.zst"), dump.sql.zst $(size_mib "$OUT/dump.sql.zst"), pg_dump -Fc $(size_mib "$OUT/dump.custom")"

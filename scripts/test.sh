@@ -11,7 +11,7 @@ bash scripts/setup-debian.sh --test
 jobs=$(nproc)
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs" 2>&1 | grep -E "error|warning" || true
+cmake --build build -j"$jobs" 2>&1 | grep -E "error:|warning:" || true
 cmake --build build -j"$jobs" >/dev/null
 
 echo "== tests (normal build)"
