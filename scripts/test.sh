@@ -10,7 +10,7 @@ bash scripts/setup-debian.sh --test
 
 jobs=$(nproc)
 echo "== build (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs" 2>&1 | grep -E "error:|warning:" || true
 cmake --build build -j"$jobs" >/dev/null
 
@@ -18,7 +18,7 @@ echo "== tests (normal build)"
 ctest --test-dir build --output-on-failure -j"$jobs" ${DSD_CTEST_ARGS:-}
 
 echo "== build (ASan+UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDSD_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDSD_SANITIZE=ON -DDSD_TESTS=ON >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
 
 echo "== tests (ASan+UBSan build)"
