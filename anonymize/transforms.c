@@ -617,7 +617,16 @@ static int date_shift(const dsd__anon_ctx_t *c, const struct dsd__anon_rule *rul
     nm = m;
     nd = d;
   }
-  if (dsd_buf_printf(out, "%04" PRId64 "-%02u-%02u", ny, nm, nd) < 0) return DSD_ENOMEM;
+  if (ny >= 0 && ny <= 9999) {
+    /* The common case without printf: this runs once per value. */
+    char d10[10] = {(char)('0' + ny / 1000), (char)('0' + ny / 100 % 10),
+                    (char)('0' + ny / 10 % 10), (char)('0' + ny % 10), '-',
+                    (char)('0' + nm / 10), (char)('0' + nm % 10), '-',
+                    (char)('0' + nd / 10), (char)('0' + nd % 10)};
+    if (dsd_buf_append(out, d10, sizeof d10) < 0) return DSD_ENOMEM;
+  } else if (dsd_buf_printf(out, "%04" PRId64 "-%02u-%02u", ny, nm, nd) < 0) {
+    return DSD_ENOMEM;
+  }
   return dsd_buf_append(out, in + used, len - used);
 }
 

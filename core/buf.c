@@ -53,7 +53,6 @@ int dsd_buf_append_str(dsd_buf_t *b, const char *s) {
   return dsd_buf_append(b, s, strlen(s));
 }
 
-int dsd_buf_append_char(dsd_buf_t *b, char c) { return dsd_buf_append(b, &c, 1); }
 
 int dsd_buf_vprintf(dsd_buf_t *b, const char *fmt, va_list ap) {
   va_list ap2;

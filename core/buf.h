@@ -26,7 +26,15 @@ void dsd_buf_reset(dsd_buf_t *b);
 int dsd_buf_reserve(dsd_buf_t *b, size_t extra);
 int dsd_buf_append(dsd_buf_t *b, const void *data, size_t len);
 int dsd_buf_append_str(dsd_buf_t *b, const char *s);
-int dsd_buf_append_char(dsd_buf_t *b, char c);
+/* Inline: the common case (room left) is a store, not a call. */
+static inline int dsd_buf_append_char(dsd_buf_t *b, char c) {
+  if (b->len + 1 < b->cap) {
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  return dsd_buf_append(b, &c, 1);
+}
 int dsd_buf_printf(dsd_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int dsd_buf_vprintf(dsd_buf_t *b, const char *fmt, va_list ap);

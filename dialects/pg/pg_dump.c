@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1048,15 +1049,26 @@ cleanup:
 /* COPY text format: \b \f \n \r \t \v, \\, octal \ooo and hex \xhh escapes.
  * Appends the unescaped field to out. */
 static int dsd__copy_unescape(const char *s, size_t n, dsd_buf_t *out) {
+  /* The value never grows when unescaped: one reservation, then runs
+   * without a backslash are copied whole. */
   dsd_buf_reset(out);
+  if (dsd_buf_reserve(out, n) < 0)
+    return DSD_ENOMEM;
+  char *o = out->data;
+  size_t len = 0;
   for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (c != '\\' || i + 1 == n) {
-      if (dsd_buf_append_char(out, c) < 0)
-        return DSD_ENOMEM;
-      continue;
+    const char *bs = memchr(s + i, '\\', n - i);
+    size_t run = bs ? (size_t)(bs - (s + i)) : n - i;
+    memcpy(o + len, s + i, run);
+    len += run;
+    i += run;
+    if (i >= n)
+      break;
+    if (i + 1 == n) {
+      o[len++] = '\\';
+      break;
     }
-    c = s[++i];
+    char c = s[++i];
     switch (c) {
     case 'b': c = '\b'; break;
     case 'f': c = '\f'; break;
@@ -1066,7 +1078,7 @@ static int dsd__copy_unescape(const char *s, size_t n, dsd_buf_t *out) {
     case 'v': c = '\v'; break;
     case 'x': {
       int v = 0, k = 0;
-      while (k < 2 && i + 1 < n && strchr("0123456789abcdefABCDEF", s[i + 1]) && s[i + 1]) {
+      while (k < 2 && i + 1 < n && s[i + 1] && strchr("0123456789abcdefABCDEF", s[i + 1])) {
         char h = s[++i];
         v = v * 16 + (h <= '9' ? h - '0' : (h | 32) - 'a' + 10);
         k++;
@@ -1089,27 +1101,39 @@ static int dsd__copy_unescape(const char *s, size_t n, dsd_buf_t *out) {
       }
       break;
     }
-    if (dsd_buf_append_char(out, c) < 0)
-      return DSD_ENOMEM;
+    o[len++] = c;
   }
+  out->len = len;
+  o[len] = '\0';
   return 0;
 }
 
+/* Appends s escaped for COPY text format: at most two bytes per byte, so
+ * one reservation and a tight loop. */
 static int dsd__copy_escape(const char *s, size_t n, dsd_buf_t *out) {
+  if (n > SIZE_MAX / 2 || dsd_buf_reserve(out, 2 * n) < 0)
+    return DSD_ENOMEM;
+  char *o = out->data + out->len;
   for (size_t i = 0; i < n; i++) {
-    const char *e = NULL;
-    switch (s[i]) {
-    case '\\': e = "\\\\"; break;
-    case '\n': e = "\\n"; break;
-    case '\r': e = "\\r"; break;
-    case '\t': e = "\\t"; break;
-    case '\b': e = "\\b"; break;
-    case '\f': e = "\\f"; break;
-    case '\v': e = "\\v"; break;
+    char c = s[i], e = 0;
+    switch (c) {
+    case '\\': e = '\\'; break;
+    case '\n': e = 'n'; break;
+    case '\r': e = 'r'; break;
+    case '\t': e = 't'; break;
+    case '\b': e = 'b'; break;
+    case '\f': e = 'f'; break;
+    case '\v': e = 'v'; break;
     }
-    if ((e ? dsd_buf_append(out, e, 2) : dsd_buf_append_char(out, s[i])) < 0)
-      return DSD_ENOMEM;
+    if (e) {
+      *o++ = '\\';
+      *o++ = e;
+    } else {
+      *o++ = c;
+    }
   }
+  out->len = (size_t)(o - out->data);
+  *o = '\0';
   return 0;
 }
 
@@ -1123,7 +1147,7 @@ typedef struct dsd__anon_scratch {
 /* Rewrites one COPY text row (with its final newline) into sc->row. */
 static int dsd__anon_row(const dsd__pg_table_t *t, const char *row, size_t len,
                          dsd__anon_scratch_t *sc, dsd_err_t *err) {
-  size_t nf = 0, start = 0;
+  size_t nf = 0;
   int rc;
 
   if (len > 0 && row[len - 1] == '\n')
@@ -1137,15 +1161,16 @@ static int dsd__anon_row(const dsd__pg_table_t *t, const char *row, size_t len,
     if (sc->fs == NULL || sc->fl == NULL)
       return dsd_err_set(err, DSD_ENOMEM, "out of memory");
   }
-  for (size_t i = 0; i <= len; i++) {
-    if (i == len || row[i] == '\t') {
-      if (nf == sc->cap)
-        return dsd_err_set(err, DSD_EPROTO, "table %s: a COPY row has more fields than columns",
-                           t->qname);
-      sc->fs[nf] = row + start;
-      sc->fl[nf++] = i - start;
-      start = i + 1;
-    }
+  for (const char *p = row, *end = row + len;;) {
+    const char *tab = memchr(p, '\t', (size_t)(end - p));
+    if (nf == sc->cap)
+      return dsd_err_set(err, DSD_EPROTO, "table %s: a COPY row has more fields than columns",
+                         t->qname);
+    sc->fs[nf] = p;
+    sc->fl[nf++] = (size_t)((tab ? tab : end) - p);
+    if (tab == NULL)
+      break;
+    p = tab + 1;
   }
   if (nf != t->ncols)
     return dsd_err_set(err, DSD_EPROTO, "table %s: a COPY row has %zu fields for %zu columns",
