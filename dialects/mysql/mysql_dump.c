@@ -47,6 +47,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "dialects/dump_run.h"
 #include "dialects/mysql/mysql.h"
 
 #ifdef DSD_HAVE_ANONYMIZE
@@ -95,68 +96,26 @@ typedef struct dsd__my_dump {
   size_t ntables, captables, nbase;
   dsd__my_obj_t *objs;
   size_t nobjs, capobjs;
-  uint64_t est_total;
 
-  const dsd_dump_ctx_t *ctx;
+  /* Run state, shared by the workers; run.lock also guards next. */
+  dsd_dump_run_t run;
   dsd_archive_writer_t *w;
-  pthread_mutex_t lock; /* guards next, err */
   size_t next;
   size_t *order; /* indices of base tables, largest first */
   size_t norder;
-  atomic_int stop;
   atomic_int running;
-  dsd_err_t err;
-  _Atomic uint64_t bytes_done;
-  _Atomic uint64_t rows_done;
-  atomic_uint tables_done;
 } dsd__my_dump_t;
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-static bool dsd__canceled(const dsd__my_dump_t *st) {
-  return st->ctx && st->ctx->io.cancel && atomic_load(st->ctx->io.cancel);
-}
 
-static bool dsd__should_stop(dsd__my_dump_t *st) {
-  return dsd__canceled(st) || atomic_load(&st->stop);
-}
 
-static void dsd__log(const dsd__my_dump_t *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void dsd__log(const dsd__my_dump_t *st, const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  if (st->ctx == NULL || st->ctx->io.log == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  st->ctx->io.log(st->ctx->io.data, line);
-}
 
 static void dsd__progress(dsd__my_dump_t *st, const char *phase, const char *current) {
-  dsd_progress_t p = {0};
-  if (st->ctx == NULL || st->ctx->io.progress == NULL)
-    return;
-  p.phase = phase;
-  p.current = current;
-  p.bytes_done = atomic_load(&st->bytes_done);
-  p.bytes_total = st->est_total;
-  p.rows_done = atomic_load(&st->rows_done);
-  p.tables_done = atomic_load(&st->tables_done);
-  p.tables_total = (uint32_t)st->nbase;
-  st->ctx->io.progress(st->ctx->io.data, &p);
+  dsd_dump_run_progress(&st->run, phase, current, (uint32_t)st->nbase);
 }
 
-static int dsd__fail(dsd__my_dump_t *st, const dsd_err_t *e) {
-  pthread_mutex_lock(&st->lock);
-  if (st->err.code == 0)
-    st->err = *e;
-  pthread_mutex_unlock(&st->lock);
-  atomic_store(&st->stop, 1);
-  return e->code;
-}
 
 /* Runs a query whose (small, catalog) result is stored whole; *res is
  * owned by the caller (mysql_free_result). */
@@ -216,7 +175,7 @@ static int dsd__list_catalog(dsd__my_dump_t *st, dsd_err_t *err) {
     bool view = row[1] && strcmp(row[1], "VIEW") == 0;
     if (!view && row[1] && strcmp(row[1], "BASE TABLE") != 0 &&
         strcmp(row[1], "SYSTEM VERSIONED") != 0) {
-      dsd__log(st, "%s %s is not dumped (not supported)", row[1], row[0]);
+      dsd_dump_run_log(&st->run, "%s %s is not dumped (not supported)", row[1], row[0]);
       continue;
     }
     if (dsd__grow((void **)&st->tables, &st->captables, st->ntables, sizeof *st->tables) < 0)
@@ -235,7 +194,7 @@ static int dsd__list_catalog(dsd__my_dump_t *st, dsd_err_t *err) {
     if (!view) {
       t->id = (unsigned)++st->nbase;
       t->est_bytes = strtoull(row[2] ? row[2] : "0", NULL, 10);
-      st->est_total += t->est_bytes;
+      st->run.est_total += t->est_bytes;
     }
   }
   mysql_free_result(res);
@@ -393,7 +352,7 @@ static int dsd__lock_and_list(dsd__my_dump_t *st, int *locked, dsd_err_t *err) {
     rc = dsd__list_catalog(st, err);
     goto cleanup;
   }
-  dsd__log(st, "FLUSH TABLES WITH READ LOCK refused (error %u; the RELOAD privilege is "
+  dsd_dump_run_log(&st->run, "FLUSH TABLES WITH READ LOCK refused (error %u; the RELOAD privilege is "
                "missing?): trying LOCK TABLES", e);
   rc = dsd__list_catalog(st, err);
   if (rc < 0)
@@ -420,7 +379,7 @@ static int dsd__lock_and_list(dsd__my_dump_t *st, int *locked, dsd_err_t *err) {
     *locked = 1;
     goto cleanup;
   }
-  dsd__log(st, "LOCK TABLES refused (error %u): dumping with one connection, whose "
+  dsd_dump_run_log(&st->run, "LOCK TABLES refused (error %u): dumping with one connection, whose "
                "transaction is consistent on its own", e);
   st->snapshot_mode = "single transaction";
 cleanup:
@@ -552,7 +511,7 @@ static json_t *dsd__manifest_mysql(const dsd__my_dump_t *st) {
       json_object_set_new(my, "functions", json_integer((json_int_t)counts[1])) ||
       json_object_set_new(my, "triggers", json_integer((json_int_t)counts[2])) ||
       json_object_set_new(my, "events", json_integer((json_int_t)counts[3])) ||
-      json_object_set_new(my, "est_bytes", json_integer((json_int_t)st->est_total)))
+      json_object_set_new(my, "est_bytes", json_integer((json_int_t)st->run.est_total)))
     goto fail_my;
   return my;
 fail:
@@ -575,8 +534,7 @@ int dsd__mysql_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **
   st = calloc(1, sizeof *st);
   if (st == NULL)
     return dsd_err_set(err, DSD_ENOMEM, "out of memory");
-  pthread_mutex_init(&st->lock, NULL);
-  st->ctx = ctx;
+  dsd_dump_run_init(&st->run, ctx);
   st->nworkers = ctx->workers > 0 ? ctx->workers : 2;
   if (st->nworkers > 64)
     st->nworkers = 64;
@@ -638,10 +596,10 @@ int dsd__mysql_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
-  dsd__log(st, "snapshot (%s) opened on %s by %d worker%s: %zu tables (~%llu bytes), "
+  dsd_dump_run_log(&st->run, "snapshot (%s) opened on %s by %d worker%s: %zu tables (~%llu bytes), "
                "%zu views, %zu routines/triggers/events",
            st->snapshot_mode, st->server_version, st->nworkers, st->nworkers == 1 ? "" : "s",
-           st->nbase, (unsigned long long)st->est_total, st->ntables - st->nbase, st->nobjs);
+           st->nbase, (unsigned long long)st->run.est_total, st->ntables - st->nbase, st->nobjs);
   *state = st;
   st = NULL;
 cleanup:
@@ -689,7 +647,7 @@ void dsd__mysql_dump_free(void *state) {
   free(st->order);
   free(st->db);
   free(st->server_version);
-  pthread_mutex_destroy(&st->lock);
+  dsd_dump_run_destroy(&st->run);
   free(st);
 }
 
@@ -1065,19 +1023,19 @@ static int dsd__dump_table(dsd__my_worker_t *wk, dsd__my_table_t *t, dsd__my_scr
       if (rc < 0)
         goto write_failed;
       since += sc->stmt.len;
-      atomic_fetch_add(&st->bytes_done, sc->stmt.len);
+      atomic_fetch_add(&st->run.bytes_done, sc->stmt.len);
       dsd_buf_reset(&sc->stmt);
     }
     if (since >= DSD__MY_PROGRESS_EVERY) {
-      atomic_fetch_add(&st->rows_done, rows);
+      atomic_fetch_add(&st->run.rows_done, rows);
       dsd_archive_stream_add_rows(s, rows);
       rows_total += rows;
       rows = 0;
       since = 0;
       dsd__progress(st, "data", label);
     }
-    if (dsd__should_stop(st)) {
-      rc = dsd__canceled(st) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
+    if (dsd_dump_run_should_stop(&st->run)) {
+      rc = dsd_dump_run_canceled(&st->run) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
                              : DSD_ECANCELED;
       goto cleanup;
     }
@@ -1092,19 +1050,19 @@ static int dsd__dump_table(dsd__my_worker_t *wk, dsd__my_table_t *t, dsd__my_scr
     rc = dsd_archive_stream_write(s, sc->stmt.data, sc->stmt.len);
     if (rc < 0)
       goto write_failed;
-    atomic_fetch_add(&st->bytes_done, sc->stmt.len);
+    atomic_fetch_add(&st->run.bytes_done, sc->stmt.len);
     dsd_buf_reset(&sc->stmt);
   }
 done:
-  atomic_fetch_add(&st->rows_done, rows);
+  atomic_fetch_add(&st->run.rows_done, rows);
   dsd_archive_stream_add_rows(s, rows);
   rows_total += rows;
   rc = dsd_archive_stream_close(s);
   s = NULL;
   if (rc < 0)
     goto write_failed;
-  atomic_fetch_add(&st->tables_done, 1);
-  dsd__log(st, "table %s: %llu rows", label, (unsigned long long)rows_total);
+  atomic_fetch_add(&st->run.tables_done, 1);
+  dsd_dump_run_log(&st->run, "table %s: %llu rows", label, (unsigned long long)rows_total);
   dsd__progress(st, "data", label);
   goto cleanup;
 write_failed:
@@ -1133,13 +1091,13 @@ static void *dsd__worker_main(void *arg) {
   mysql_thread_init();
   for (;;) {
     size_t i;
-    if (dsd__should_stop(st)) {
-      rc = dsd__canceled(st) ? dsd_err_set(&err, DSD_ECANCELED, "the dump was canceled") : 0;
+    if (dsd_dump_run_should_stop(&st->run)) {
+      rc = dsd_dump_run_canceled(&st->run) ? dsd_err_set(&err, DSD_ECANCELED, "the dump was canceled") : 0;
       break;
     }
-    pthread_mutex_lock(&st->lock);
+    pthread_mutex_lock(&st->run.lock);
     i = st->next < st->norder ? st->order[st->next++] : SIZE_MAX;
-    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(&st->run.lock);
     if (i == SIZE_MAX)
       break;
     rc = dsd__dump_table(wk, &st->tables[i], &sc, &err);
@@ -1147,9 +1105,9 @@ static void *dsd__worker_main(void *arg) {
       break;
   }
   if (rc < 0 && err.code != 0)
-    dsd__fail(st, &err);
+    dsd_dump_run_fail(&st->run, &err);
   else if (rc < 0)
-    atomic_store(&st->stop, 1);
+    atomic_store(&st->run.stop, 1);
   dsd_buf_free(&sc.stmt);
   dsd_buf_free(&sc.value);
   mysql_thread_end();
@@ -1186,7 +1144,7 @@ static int dsd__dump_data(dsd__my_dump_t *st, dsd_err_t *err) {
     if (pthread_create(&th[i], NULL, dsd__worker_main, &wk[i]) != 0) {
       dsd_err_t e = {0};
       dsd_err_set(&e, DSD_EINTERNAL, "cannot start a table worker");
-      dsd__fail(st, &e);
+      dsd_dump_run_fail(&st->run, &e);
       atomic_fetch_sub(&st->running, st->nworkers - i);
       break;
     }
@@ -1194,7 +1152,7 @@ static int dsd__dump_data(dsd__my_dump_t *st, dsd_err_t *err) {
   }
   while (atomic_load(&st->running) > 0) {
     struct timespec ts = {0, 50 * 1000 * 1000};
-    if (!killed && dsd__should_stop(st)) {
+    if (!killed && dsd_dump_run_should_stop(&st->run)) {
       dsd__kill_workers(st);
       killed = 1;
     }
@@ -1202,9 +1160,9 @@ static int dsd__dump_data(dsd__my_dump_t *st, dsd_err_t *err) {
   }
   for (int i = 0; i < created; i++)
     pthread_join(th[i], NULL);
-  if (st->err.code != 0 && !(dsd__canceled(st) && st->err.code == DSD_EDB))
-    rc = dsd_err_set(err, st->err.code, "%s", dsd_err_msg(&st->err));
-  else if (dsd__canceled(st))
+  if (st->run.err.code != 0 && !(dsd_dump_run_canceled(&st->run) && st->run.err.code == DSD_EDB))
+    rc = dsd_err_set(err, st->run.err.code, "%s", dsd_err_msg(&st->run.err));
+  else if (dsd_dump_run_canceled(&st->run))
     rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
 cleanup:
   free(wk);
@@ -1220,7 +1178,7 @@ int dsd__mysql_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writ
   dsd__my_dump_t *st = state;
   int rc;
 
-  st->ctx = ctx;
+  st->run.ctx = ctx;
   st->w = w;
   dsd__progress(st, "schema", NULL);
   rc = dsd__write_drop(st, err);
@@ -1229,21 +1187,21 @@ int dsd__mysql_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writ
   rc = dsd__write_schema(st, err);
   if (rc < 0)
     goto cleanup;
-  dsd__log(st, "schema written");
+  dsd_dump_run_log(&st->run, "schema written");
   rc = dsd__dump_data(st, err);
   if (rc < 0)
     goto cleanup;
   rc = dsd__write_post(st, err);
   if (rc < 0)
     goto cleanup;
-  dsd__log(st, "triggers and events written");
+  dsd_dump_run_log(&st->run, "triggers and events written");
   /* End the snapshots now: the source can purge old row versions while the
    * archive is being finished. */
   for (int i = 0; i < st->nworkers; i++)
     dsd__mysql_exec(st->wconn[i], "COMMIT", 6, "commit", NULL, NULL);
   dsd__progress(st, "done", NULL);
 cleanup:
-  if (rc < 0 && dsd__canceled(st) && rc != DSD_ECANCELED) {
+  if (rc < 0 && dsd_dump_run_canceled(&st->run) && rc != DSD_ECANCELED) {
     dsd_err_clear(err);
     rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
   }

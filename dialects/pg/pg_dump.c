@@ -53,6 +53,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "dialects/dump_run.h"
 #include "dialects/pg/pg.h"
 #include "dialects/pg/pg_util.h"
 
@@ -100,81 +101,37 @@ typedef struct dsd__pg_dump {
   size_t nseqs;
   Oid *los;
   size_t nlos;
-  uint64_t est_total;
   char *pg_dump_path;
   char *conninfo; /* without the password: may go to argv */
   char *password; /* secret: environment only */
 
-  /* Run state, shared by the workers. */
-  const dsd_dump_ctx_t *ctx;
+  /* Run state, shared by the workers; run.lock also guards next and phase. */
+  dsd_dump_run_t run;
   dsd_archive_writer_t *w;
-  pthread_mutex_t lock; /* guards next, err, phase */
   size_t next;
   size_t *order; /* table indices, largest first */
-  atomic_int stop;
-  dsd_err_t err;
   const char *phase;
-  _Atomic uint64_t bytes_done;
-  _Atomic uint64_t rows_done;
-  atomic_uint tables_done;
 } dsd__pg_dump_t;
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-static bool dsd__canceled(const dsd__pg_dump_t *st) {
-  return st->ctx && st->ctx->io.cancel && atomic_load(st->ctx->io.cancel);
-}
 
 /* Runs sql on the leader connection so that a cancel reaches it even while
  * the server waits for a lock (pg_relation_size or LOCK TABLE on a table
  * another session holds exclusively). */
 static int dsd__leader_exec(dsd__pg_dump_t *st, const char *sql, const char *what,
                             PGresult **res, dsd_err_t *err) {
-  return dsd__pg_exec_cancellable(st->leader, sql, st->ctx ? st->ctx->io.cancel : NULL, what,
+  return dsd__pg_exec_cancellable(st->leader, sql, st->run.ctx ? st->run.ctx->io.cancel : NULL, what,
                                   res, err);
 }
 
-static bool dsd__should_stop(dsd__pg_dump_t *st) {
-  return dsd__canceled(st) || atomic_load(&st->stop);
-}
 
-static void dsd__log(const dsd__pg_dump_t *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void dsd__log(const dsd__pg_dump_t *st, const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  if (st->ctx == NULL || st->ctx->io.log == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  st->ctx->io.log(st->ctx->io.data, line);
-}
 
 static void dsd__progress(dsd__pg_dump_t *st, const char *phase, const char *current) {
-  dsd_progress_t p = {0};
-  if (st->ctx == NULL || st->ctx->io.progress == NULL)
-    return;
-  p.phase = phase;
-  p.current = current;
-  p.bytes_done = atomic_load(&st->bytes_done);
-  p.bytes_total = st->est_total;
-  p.rows_done = atomic_load(&st->rows_done);
-  p.tables_done = atomic_load(&st->tables_done);
-  p.tables_total = (uint32_t)st->ntables;
-  st->ctx->io.progress(st->ctx->io.data, &p);
+  dsd_dump_run_progress(&st->run, phase, current, (uint32_t)st->ntables);
 }
 
-/* Records a worker's failure (first one wins) and tells the others to stop. */
-static int dsd__fail(dsd__pg_dump_t *st, const dsd_err_t *e) {
-  pthread_mutex_lock(&st->lock);
-  if (st->err.code == 0)
-    st->err = *e;
-  pthread_mutex_unlock(&st->lock);
-  atomic_store(&st->stop, 1);
-  return e->code;
-}
 
 static char *dsd__strdup(const char *s) { return strdup(s ? s : ""); }
 
@@ -326,7 +283,7 @@ static int dsd__list_tables(dsd__pg_dump_t *st, dsd_err_t *err) {
       goto cleanup;
     }
     st->order[i] = (size_t)i;
-    st->est_total += t->est_bytes;
+    st->run.est_total += t->est_bytes;
     st->ntables++;
   }
   PQclear(r);
@@ -600,7 +557,7 @@ static json_t *dsd__manifest_pg(const dsd__pg_dump_t *st) {
       json_object_set_new(pg, "tables", tables) ||
       json_object_set_new(pg, "sequences", json_integer((json_int_t)st->nseqs)) ||
       json_object_set_new(pg, "large_objects", json_integer((json_int_t)st->nlos)) ||
-      json_object_set_new(pg, "est_bytes", json_integer((json_int_t)st->est_total)))
+      json_object_set_new(pg, "est_bytes", json_integer((json_int_t)st->run.est_total)))
     goto fail_pg;
   return pg;
 fail:
@@ -622,8 +579,7 @@ int dsd__pg_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **sta
   st = calloc(1, sizeof *st);
   if (st == NULL)
     return dsd_err_set(err, DSD_ENOMEM, "out of memory");
-  pthread_mutex_init(&st->lock, NULL);
-  st->ctx = ctx;
+  dsd_dump_run_init(&st->run, ctx);
   rc = dsd__pg_connect(ctx->uri, "source", &st->leader, err);
   if (rc < 0)
     goto cleanup;
@@ -693,9 +649,9 @@ int dsd__pg_dump_prepare(const dsd_dump_ctx_t *ctx, json_t *manifest, void **sta
     rc = dsd_err_set(err, DSD_ENOMEM, "out of memory");
     goto cleanup;
   }
-  dsd__log(st, "snapshot %s exported from PostgreSQL %s: %zu tables (~%llu bytes), "
+  dsd_dump_run_log(&st->run, "snapshot %s exported from PostgreSQL %s: %zu tables (~%llu bytes), "
                "%zu sequences, %zu large objects",
-           st->snapshot, st->server_version, st->ntables, (unsigned long long)st->est_total,
+           st->snapshot, st->server_version, st->ntables, (unsigned long long)st->run.est_total,
            st->nseqs, st->nlos);
   *state = st;
   st = NULL;
@@ -744,7 +700,7 @@ void dsd__pg_dump_free(void *state) {
     explicit_bzero(st->password, strlen(st->password));
     free(st->password);
   }
-  pthread_mutex_destroy(&st->lock);
+  dsd_dump_run_destroy(&st->run);
   free(st);
 }
 
@@ -966,7 +922,7 @@ static int dsd__child_drain(dsd__pg_dump_t *st, dsd__pg_child_t *c, dsd_err_t *e
       rc = dsd_err_set(err, DSD_EINTERNAL, "poll: %s", strerror(errno));
       break;
     }
-    if (!canceled && dsd__should_stop(st)) {
+    if (!canceled && dsd_dump_run_should_stop(&st->run)) {
       canceled = 1;
       kill(c->pid, SIGTERM);
     }
@@ -992,7 +948,7 @@ static int dsd__child_drain(dsd__pg_dump_t *st, dsd__pg_child_t *c, dsd_err_t *e
         continue;
       }
       if (rc == 0 && !canceled) {
-        atomic_fetch_add(&st->bytes_done, (uint64_t)n);
+        atomic_fetch_add(&st->run.bytes_done, (uint64_t)n);
         rc = dsd__filter_feed(&f, buf, (size_t)n);
         if (rc < 0) {
           const dsd_err_t *we = dsd_archive_writer_error(st->w);
@@ -1008,7 +964,7 @@ static int dsd__child_drain(dsd__pg_dump_t *st, dsd__pg_child_t *c, dsd_err_t *e
   if (rc < 0)
     goto cleanup;
   if (canceled) {
-    rc = dsd__canceled(st) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
+    rc = dsd_dump_run_canceled(&st->run) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
                            : DSD_ECANCELED;
     goto cleanup;
   }
@@ -1320,15 +1276,15 @@ static int dsd__copy_table(dsd__worker_t *wk, dsd__pg_table_t *t, void *scratch,
      * workers adding to one atomic per row keep its cache line bouncing. */
     since += outlen;
     if (since >= DSD__PG_PROGRESS_EVERY) {
-      atomic_fetch_add(&st->bytes_done, since);
-      atomic_fetch_add(&st->rows_done, rows);
+      atomic_fetch_add(&st->run.bytes_done, since);
+      atomic_fetch_add(&st->run.rows_done, rows);
       dsd_archive_stream_add_rows(s, rows);
       rows = 0;
       since = 0;
       dsd__progress(st, "data", label);
     }
-    if (dsd__should_stop(st)) {
-      rc = dsd__canceled(st) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
+    if (dsd_dump_run_should_stop(&st->run)) {
+      rc = dsd_dump_run_canceled(&st->run) ? dsd_err_set(err, DSD_ECANCELED, "the dump was canceled")
                              : DSD_ECANCELED;
       goto cleanup;
     }
@@ -1355,14 +1311,14 @@ static int dsd__copy_table(dsd__worker_t *wk, dsd__pg_table_t *t, void *scratch,
   rc = dsd_archive_stream_write(s, "\\.\n", 3);
   if (rc < 0)
     goto write_failed;
-  atomic_fetch_add(&st->bytes_done, since);
-  atomic_fetch_add(&st->rows_done, rows);
+  atomic_fetch_add(&st->run.bytes_done, since);
+  atomic_fetch_add(&st->run.rows_done, rows);
   dsd_archive_stream_add_rows(s, rows);
   rc = dsd_archive_stream_close(s);
   s = NULL;
   if (rc < 0)
     goto write_failed;
-  atomic_fetch_add(&st->tables_done, 1);
+  atomic_fetch_add(&st->run.tables_done, 1);
   dsd__progress(st, "data", label);
   goto cleanup;
 write_failed:
@@ -1393,7 +1349,7 @@ static void *dsd__worker_main(void *arg) {
   dsd__anon_scratch_t sc = {0};
   scratch = &sc;
 #endif
-  rc = dsd__pg_connect(st->ctx->uri, "source", &wk->conn, &err);
+  rc = dsd__pg_connect(st->run.ctx->uri, "source", &wk->conn, &err);
   if (rc < 0)
     goto cleanup;
   snprintf(sql, sizeof sql, "SET client_encoding = '%s'", st->encoding);
@@ -1411,25 +1367,25 @@ static void *dsd__worker_main(void *arg) {
   atomic_fetch_add(wk->started, 1);
   for (;;) {
     size_t i;
-    if (dsd__should_stop(st)) {
-      rc = dsd__canceled(st) ? dsd_err_set(&err, DSD_ECANCELED, "the dump was canceled") : 0;
+    if (dsd_dump_run_should_stop(&st->run)) {
+      rc = dsd_dump_run_canceled(&st->run) ? dsd_err_set(&err, DSD_ECANCELED, "the dump was canceled") : 0;
       break;
     }
-    pthread_mutex_lock(&st->lock);
+    pthread_mutex_lock(&st->run.lock);
     i = st->next < st->ntables ? st->order[st->next++] : SIZE_MAX;
-    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(&st->run.lock);
     if (i == SIZE_MAX)
       break;
     rc = dsd__copy_table(wk, &st->tables[i], scratch, &err);
     if (rc < 0)
       break;
-    dsd__log(st, "table %s.%s copied", st->tables[i].schema, st->tables[i].name);
+    dsd_dump_run_log(&st->run, "table %s.%s copied", st->tables[i].schema, st->tables[i].name);
   }
 cleanup:
   if (rc < 0 && err.code != 0)
-    dsd__fail(st, &err);
+    dsd_dump_run_fail(&st->run, &err);
   else if (rc < 0)
-    atomic_store(&st->stop, 1);
+    atomic_store(&st->run.stop, 1);
   if (wk->conn != NULL) {
     PQfinish(wk->conn);
     wk->conn = NULL;
@@ -1441,7 +1397,7 @@ cleanup:
 }
 
 static int dsd__dump_data(dsd__pg_dump_t *st, dsd_err_t *err) {
-  int nw = st->ctx->workers > 0 ? st->ctx->workers : 2;
+  int nw = st->run.ctx->workers > 0 ? st->run.ctx->workers : 2;
   dsd__worker_t *wk = NULL;
   pthread_t *th = NULL;
   atomic_int started;
@@ -1463,16 +1419,16 @@ static int dsd__dump_data(dsd__pg_dump_t *st, dsd_err_t *err) {
     if (pthread_create(&th[i], NULL, dsd__worker_main, &wk[i]) != 0) {
       dsd_err_t e = {0};
       dsd_err_set(&e, DSD_EINTERNAL, "cannot start a table worker");
-      dsd__fail(st, &e);
+      dsd_dump_run_fail(&st->run, &e);
       break;
     }
     created++;
   }
   for (int i = 0; i < created; i++)
     pthread_join(th[i], NULL);
-  if (st->err.code != 0)
-    rc = dsd_err_set(err, st->err.code, "%s", dsd_err_msg(&st->err));
-  else if (dsd__canceled(st))
+  if (st->run.err.code != 0)
+    rc = dsd_err_set(err, st->run.err.code, "%s", dsd_err_msg(&st->run.err));
+  else if (dsd_dump_run_canceled(&st->run))
     rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
 cleanup:
   free(wk);
@@ -1504,7 +1460,7 @@ static int dsd__dump_blobs(dsd__pg_dump_t *st, dsd_err_t *err) {
       const unsigned char *v;
       size_t len;
 
-      if (dsd__should_stop(st)) {
+      if (dsd_dump_run_should_stop(&st->run)) {
         rc = dsd_err_set(err, DSD_ECANCELED, "the dump was canceled");
         goto cleanup;
       }
@@ -1546,7 +1502,7 @@ static int dsd__dump_blobs(dsd__pg_dump_t *st, dsd_err_t *err) {
       rc = dsd_archive_stream_write(s, line.data, line.len);
       if (rc < 0)
         goto write_failed;
-      atomic_fetch_add(&st->bytes_done, (uint64_t)len);
+      atomic_fetch_add(&st->run.bytes_done, (uint64_t)len);
       off += (long long)len;
       if (len < DSD__PG_LO_PIECE)
         break;
@@ -1558,7 +1514,7 @@ static int dsd__dump_blobs(dsd__pg_dump_t *st, dsd_err_t *err) {
   s = NULL;
   if (rc < 0)
     goto write_failed;
-  dsd__log(st, "%zu large objects copied", st->nlos);
+  dsd_dump_run_log(&st->run, "%zu large objects copied", st->nlos);
   goto cleanup;
 write_failed:
   dsd_err_set(err, rc, "%s", dsd_archive_writer_error(st->w)
@@ -1640,7 +1596,7 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
                   post = DSD__PG_CHILD_INIT;
   int rc;
 
-  st->ctx = ctx;
+  st->run.ctx = ctx;
   st->w = w;
   dsd__progress(st, "schema", NULL);
   /* All three schema runs start now, on the same snapshot: each spends most
@@ -1659,9 +1615,9 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   rc = dsd__child_drain(st, &pre, err);
   if (rc < 0)
     goto cleanup;
-  dsd__log(st, "schema (pre-data) written");
+  dsd_dump_run_log(&st->run, "schema (pre-data) written");
   /* Schema bytes are not part of the data estimate. */
-  atomic_store(&st->bytes_done, 0);
+  atomic_store(&st->run.bytes_done, 0);
   rc = dsd__dump_data(st, err);
   if (rc < 0)
     goto cleanup;
@@ -1675,13 +1631,13 @@ int dsd__pg_dump_run(void *state, const dsd_dump_ctx_t *ctx, dsd_archive_writer_
   rc = dsd__child_drain(st, &post, err);
   if (rc < 0)
     goto cleanup;
-  dsd__log(st, "schema (post-data) written");
+  dsd_dump_run_log(&st->run, "schema (post-data) written");
   /* The snapshot is no longer needed: end the transaction so the source's
    * vacuum can move on while the archive is being finished. */
   dsd__leader_exec(st, "COMMIT", "cannot end the dump transaction", NULL, NULL);
   dsd__progress(st, "done", NULL);
 cleanup:
-  if (rc < 0 && dsd__canceled(st)) {
+  if (rc < 0 && dsd_dump_run_canceled(&st->run)) {
     /* A failure caused by the cancel (a killed pg_dump, a canceled COPY, a
      * blob writer that refuses writes once canceled) is reported as the
      * cancel it is. */
