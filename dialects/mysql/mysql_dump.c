@@ -264,54 +264,36 @@ static int dsd__list_catalog(dsd__my_dump_t *st, dsd_err_t *err) {
       goto nomem;
   }
 
-  /* Routines first, then events, then triggers in firing order: the order
-   * they are created in on restore. */
-  rc = dsd__query(st->leader,
-                  "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES"
-                  " WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
-                  "cannot list the routines", &res, err);
-  if (rc < 0)
-    goto cleanup;
-  while ((row = mysql_fetch_row(res)) != NULL) {
-    if (dsd__grow((void **)&st->objs, &st->capobjs, st->nobjs, sizeof *st->objs) < 0)
-      goto nomem;
-    st->objs[st->nobjs].name = strdup(row[0]);
-    st->objs[st->nobjs].kind = strdup(row[1]);
-    if (st->objs[st->nobjs++].kind == NULL || st->objs[st->nobjs - 1].name == NULL)
-      goto nomem;
-  }
-  mysql_free_result(res);
-  res = NULL;
-  rc = dsd__query(st->leader,
-                  "SELECT TRIGGER_NAME, 'TRIGGER' FROM information_schema.TRIGGERS"
-                  " WHERE TRIGGER_SCHEMA = DATABASE()"
-                  " ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
-                  "cannot list the triggers", &res, err);
-  if (rc < 0)
-    goto cleanup;
-  while ((row = mysql_fetch_row(res)) != NULL) {
-    if (dsd__grow((void **)&st->objs, &st->capobjs, st->nobjs, sizeof *st->objs) < 0)
-      goto nomem;
-    st->objs[st->nobjs].name = strdup(row[0]);
-    st->objs[st->nobjs].kind = strdup(row[1]);
-    if (st->objs[st->nobjs++].kind == NULL || st->objs[st->nobjs - 1].name == NULL)
-      goto nomem;
-  }
-  mysql_free_result(res);
-  res = NULL;
-  rc = dsd__query(st->leader,
-                  "SELECT EVENT_NAME, 'EVENT' FROM information_schema.EVENTS"
-                  " WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME",
-                  "cannot list the events", &res, err);
-  if (rc < 0)
-    goto cleanup;
-  while ((row = mysql_fetch_row(res)) != NULL) {
-    if (dsd__grow((void **)&st->objs, &st->capobjs, st->nobjs, sizeof *st->objs) < 0)
-      goto nomem;
-    st->objs[st->nobjs].name = strdup(row[0]);
-    st->objs[st->nobjs].kind = strdup(row[1]);
-    if (st->objs[st->nobjs++].kind == NULL || st->objs[st->nobjs - 1].name == NULL)
-      goto nomem;
+  /* Routines, then triggers in firing order, then events: the order they
+   * are created in on restore. */
+  static const struct {
+    const char *sql, *what;
+  } lists[] = {
+      {"SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES"
+       " WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+       "cannot list the routines"},
+      {"SELECT TRIGGER_NAME, 'TRIGGER' FROM information_schema.TRIGGERS"
+       " WHERE TRIGGER_SCHEMA = DATABASE()"
+       " ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+       "cannot list the triggers"},
+      {"SELECT EVENT_NAME, 'EVENT' FROM information_schema.EVENTS"
+       " WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME",
+       "cannot list the events"},
+  };
+  for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
+    rc = dsd__query(st->leader, lists[l].sql, lists[l].what, &res, err);
+    if (rc < 0)
+      goto cleanup;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+      if (dsd__grow((void **)&st->objs, &st->capobjs, st->nobjs, sizeof *st->objs) < 0)
+        goto nomem;
+      st->objs[st->nobjs].name = strdup(row[0]);
+      st->objs[st->nobjs].kind = strdup(row[1]);
+      if (st->objs[st->nobjs++].kind == NULL || st->objs[st->nobjs - 1].name == NULL)
+        goto nomem;
+    }
+    mysql_free_result(res);
+    res = NULL;
   }
   goto cleanup;
 nomem:
