@@ -10,10 +10,14 @@ means forever. Actions: "503" (SlowDown), "500" (InternalError), "drop"
 (connection closed without an answer), "complete-error" (200 with an
 <Error> body), "lose-answer" (forwarded, answer dropped), "cut" (half the
 body, then the connection closes), "slow:SECONDS" (forwarded after a
-delay). Every request is recorded in plan.log as (method, path). Only the
-Python standard library is used.
+delay). Every request is recorded in plan.log as (method, path), and in
+plan.requests as (method, path, headers dict, sha256 of the body) for
+tests that check what the client sent. A chunked request body is not read
+(S3 clients must send Content-Length); it is recorded with the headers that
+show it. Only the Python standard library is used.
 """
 
+import hashlib
 import http.client
 import http.server
 import socket
@@ -31,12 +35,14 @@ class Plan:
         self.lock = threading.Lock()
         self.rules = []
         self.log = []
+        self.requests = []
         self.hits = 0
 
     def set(self, *rules):
         with self.lock:
             self.rules = [list(r) for r in rules]
             self.log = []
+            self.requests = []
             self.hits = 0
 
     def take(self, method, path):
@@ -72,8 +78,14 @@ def start(server):
             self.wfile.write(data)
 
         def handle_any(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(n) if n else b""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or ""):
+                body = b""
+            else:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+            with plan.lock:
+                plan.requests.append((self.command, self.path, dict(self.headers),
+                                      hashlib.sha256(body).hexdigest()))
             action = plan.take(self.command, self.path) or ""
             if action == "503":
                 return self.reply(503, ERR.format(code="SlowDown"))
