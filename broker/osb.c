@@ -205,6 +205,21 @@ static void dsd__new_op_id(const char *prefix, char *buf, size_t cap) {
 
 /* ------------------------------------------------------------ provision */
 
+/* Hands a prepared job (may be NULL; calloc'd, so its params are zero when
+ * unused) to the runner when the answer is 202, otherwise frees it: the
+ * request was refused and nothing runs. */
+static void dsd__job_submit_if_accepted(dsd_broker_t *b, dsd_broker_job_t *job,
+                                        const dsd_broker_resp_t *resp) {
+  if (job == NULL)
+    return;
+  if (resp->status == 202) {
+    dsd_broker_job_submit(b, job);
+    return;
+  }
+  dsd_broker_params_free(&job->params);
+  free(job);
+}
+
 /* PUT /v2/service_instances/:id  200 identical+done, 202 started or
  * identical+running, 400, 409 different attributes, 422 AsyncRequired /
  * ConcurrencyError. */
@@ -331,12 +346,7 @@ static void dsd__provision(dsd_broker_t *b, const dsd_broker_req_t *req, const c
 cleanup:
   if (locked)
     pthread_mutex_unlock(&b->lock);
-  if (job != NULL && resp->status == 202)
-    dsd_broker_job_submit(b, job);
-  else if (job != NULL) {
-    dsd_broker_params_free(&job->params);
-    free(job);
-  }
+  dsd__job_submit_if_accepted(b, job, resp);
   dsd_broker_params_free(&params);
   json_decref(fp_doc);
   json_decref(inst);
@@ -468,12 +478,7 @@ static void dsd__update(dsd_broker_t *b, const dsd_broker_req_t *req, const char
 cleanup:
   pthread_mutex_unlock(&b->lock);
 cleanup_nolock:
-  if (job != NULL && resp->status == 202)
-    dsd_broker_job_submit(b, job);
-  else if (job != NULL) {
-    dsd_broker_params_free(&job->params);
-    free(job);
-  }
+  dsd__job_submit_if_accepted(b, job, resp);
   dsd_broker_params_free(&params);
   json_decref(inst);
   json_decref(op);
@@ -540,10 +545,7 @@ static void dsd__deprovision(dsd_broker_t *b, const dsd_broker_req_t *req, const
   dsd__resp(resp, 202, json_pack("{s:s}", "operation", op_id));
 cleanup:
   pthread_mutex_unlock(&b->lock);
-  if (job != NULL && resp->status == 202)
-    dsd_broker_job_submit(b, job);
-  else
-    free(job);
+  dsd__job_submit_if_accepted(b, job, resp);
   json_decref(inst);
   json_decref(op);
   json_decref(newop);

@@ -99,6 +99,18 @@ static int dsd__usage_error(const char *cmd, const char *fmt, const char *arg) {
   return 2;
 }
 
+/* --workers N: 1..64. Returns 0, or prints a usage error and returns -1. */
+static int dsd__parse_workers(const char *cmd, const char *v, int *workers) {
+  char *end;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end || n < 1 || n > 64) {
+    dsd__usage_error(cmd, "--workers must be a number from 1 to 64, not \"%s\"", v);
+    return -1;
+  }
+  *workers = (int)n;
+  return 0;
+}
+
 /* Splits an archive URL into a store URL and a key (both malloc'd). For
  * s3:// the store is the bucket; for file:// the directory. */
 static int dsd__split_url(const char *url, char **store, char **key, dsd_err_t *err) {
@@ -254,11 +266,8 @@ int dsd_cmd_dump(int argc, char **argv) {
     } else if ((v = dsd__optval(argc, argv, &i, "--dialect", &missing)) != NULL) {
       dialect = v;
     } else if ((v = dsd__optval(argc, argv, &i, "--workers", &missing)) != NULL) {
-      char *end;
-      long n = strtol(v, &end, 10);
-      if (*end || n < 1 || n > 64)
-        return dsd__usage_error("dump", "--workers must be a number from 1 to 64, not \"%s\"", v);
-      workers = (int)n;
+      if (dsd__parse_workers("dump", v, &workers) < 0)
+        return 2;
     } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
       quiet = 1;
     } else if (missing) {
@@ -368,11 +377,8 @@ int dsd_cmd_restore(int argc, char **argv) {
       free(dsd__target_arg);
       target = dsd__target_arg = dsd__take_uri_arg((char *)v);
     } else if ((v = dsd__optval(argc, argv, &i, "--workers", &missing)) != NULL) {
-      char *end;
-      long n = strtol(v, &end, 10);
-      if (*end || n < 1 || n > 64)
-        return dsd__usage_error("restore", "--workers must be a number from 1 to 64, not \"%s\"", v);
-      workers = (int)n;
+      if (dsd__parse_workers("restore", v, &workers) < 0)
+        return 2;
     } else if (strcmp(argv[i], "--no-clean") == 0) {
       clean = 0;
     } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
